@@ -1,0 +1,79 @@
+"""`lmms_eval`: lmms-eval's own command line, with this package's tasks visible and quick pre-flight checks.
+
+    lmms_eval --model vlreft --model_args pretrained=nanollava-tiny --tasks cvbench_mini --output_path out
+
+Same flags as `lmms-eval`. Our task folder is added to `--include_path` (a path given by the user is kept
+too). Before anything heavy starts, unknown task names are reported with the closest known names.
+Other subcommands (`lmms_eval tasks`, `lmms_eval models`, ...) go to lmms-eval unchanged.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from pathlib import Path
+
+from vlm_peft_bench.paths import tasks_dir
+
+SUBCOMMANDS = {"tasks", "models", "ui", "serve", "power", "version", "tui", "mcp"}
+
+
+def _our_task_names() -> set[str]:
+    names = set()
+    for path in tasks_dir().rglob("*.yaml"):
+        text = path.read_text()
+        for line in text.splitlines():
+            if line.startswith("task:"):
+                names.add(line.split(":", 1)[1].strip().strip("'\""))
+    return names
+
+
+def check_task_names(requested: str, include_paths: list[str]) -> None:
+    """Exit with a clear message when a requested task name is unknown (before models or data load)."""
+    from lmms_eval.tasks import TaskManager
+
+    manager = TaskManager("ERROR", include_path=include_paths)
+    known = set(manager.all_tasks)
+    missing = []
+    for name in requested.split(","):
+        name = name.strip()
+        if not name or name in known or Path(name).exists() or any(ch in name for ch in "*?["):
+            continue
+        missing.append(name)
+    if missing:
+        lines = []
+        for name in missing:
+            close = difflib.get_close_matches(name, sorted(known), n=4, cutoff=0.6)
+            hint = f" (did you mean: {', '.join(close)}?)" if close else ""
+            lines.append(f"  {name}{hint}")
+        ours = ", ".join(sorted(_our_task_names()))
+        sys.exit(
+            "lmms_eval: unknown task(s):\n" + "\n".join(lines)
+            + f"\nvlm-peft-bench tasks: {ours}. List all with `lmms_eval --tasks list`."
+        )
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    if argv and argv[0] in SUBCOMMANDS:
+        from lmms_eval.cli.dispatch import main as lmms_main
+
+        lmms_main()
+        return
+    if argv and argv[0] == "eval":
+        argv = argv[1:]
+        sys.argv = [sys.argv[0], *argv]
+    from lmms_eval.__main__ import cli_evaluate, parse_eval_args
+
+    _, args = parse_eval_args()
+    include = [str(tasks_dir())]
+    if args.include_path:
+        include.append(args.include_path)
+    args.include_path = include
+    if args.tasks and args.tasks not in ("list", "list_groups", "list_tags", "list_subtasks"):
+        check_task_names(args.tasks, include)
+    cli_evaluate(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""nanoLLaVA's inputs: square-padded, resized, normalized images and a ChatML prompt with image tokens.
+
+Image preprocessing follows nanoLLaVA (Bunny's `expand2square` + SigLIP's processor): pad the image to a
+square with the mean colour (127, 127, 127), resize to the vision tower's size with bicubic resampling,
+rescale by 1/255, normalize with mean = std = 0.5. The resize/rescale/normalize step is transformers'
+`SiglipImageProcessor`.
+
+The prompt is ChatML, written explicitly rather than through a tokenizer's chat template so that what the
+model sees never depends on files shipped with a checkpoint::
+
+    [<|im_start|>system\n{system}<|im_end|>\n]<|im_start|>user\n<image>\n{text}<|im_end|>\n<|im_start|>assistant\n
+
+The system turn is present only when a system prompt is given (default: none). The single `<image>` is
+expanded to one token per image patch, which is what the native Llava model expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from PIL import Image
+from transformers import BatchEncoding, LlavaConfig, PreTrainedTokenizerBase, SiglipImageProcessor
+
+from vlm_peft_bench.nanollava.config import IMAGE_MEAN, IMAGE_STD, IMAGE_TOKEN, num_image_tokens
+
+PAD_COLOUR = tuple(int(m * 255) for m in IMAGE_MEAN)  # (127, 127, 127), as nanoLLaVA computes it
+
+
+def expand_to_square(image: Image.Image, background: tuple[int, int, int] = PAD_COLOUR) -> Image.Image:
+    """Pad the shorter side symmetrically (the image stays centred), as LLaVA's `expand2square`."""
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    canvas = Image.new(image.mode, (side, side), background)
+    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+    return canvas
+
+
+def chatml_prompt(text: str, system_prompt: str | None = None, with_image: bool = True) -> str:
+    """The ChatML prompt for one user turn, starting with the image token when there is an image."""
+    system = f"<|im_start|>system\n{system_prompt}<|im_end|>\n" if system_prompt else ""
+    image = f"{IMAGE_TOKEN}\n" if with_image else ""
+    return f"{system}<|im_start|>user\n{image}{text}<|im_end|>\n<|im_start|>assistant\n"
+
+
+class NanoLlavaProcessor:
+    """Turns (text, image) pairs into left-padded model inputs for nanoLLaVA-architecture models."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, config: LlavaConfig, system_prompt: str | None = None):
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.system_prompt = system_prompt
+        self.image_token_id = config.image_token_index
+        self.n_image_tokens = num_image_tokens(config)
+        size = config.vision_config.image_size
+        self.image_processor = SiglipImageProcessor(
+            do_resize=True, size={"height": size, "width": size}, resample=Image.BICUBIC, do_rescale=True,
+            rescale_factor=1 / 255, do_normalize=True, image_mean=list(IMAGE_MEAN), image_std=list(IMAGE_STD),
+        )
+        token = tokenizer.convert_ids_to_tokens(self.image_token_id)
+        if token != IMAGE_TOKEN:
+            raise ValueError(
+                f"tokenizer maps the image token id {self.image_token_id} to {token!r}, not {IMAGE_TOKEN!r}: "
+                "the tokenizer does not belong to this model"
+            )
+
+    def prompt(self, text: str, with_image: bool = True) -> str:
+        return chatml_prompt(text, self.system_prompt, with_image)
+
+    def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        squared = [expand_to_square(img.convert("RGB")) for img in images]
+        return self.image_processor(squared, return_tensors="pt")["pixel_values"]
+
+    def _ids(self, prompt: str) -> list[int]:
+        """Token ids of a prompt, with its image token (if any) expanded to one id per image patch."""
+        before, sep, after = prompt.partition(IMAGE_TOKEN)
+        if not sep:
+            return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if IMAGE_TOKEN in after:
+            raise ValueError("nanoLLaVA takes at most one image per prompt")
+        ids = self.tokenizer(before, add_special_tokens=False)["input_ids"]
+        ids += [self.image_token_id] * self.n_image_tokens
+        ids += self.tokenizer(after, add_special_tokens=False)["input_ids"]
+        return ids
+
+    def encode(self, prompts: Sequence[str], continuations: Sequence[str] | None = None) -> list[list[int]]:
+        out = []
+        for i, prompt in enumerate(prompts):
+            ids = self._ids(prompt)
+            if continuations is not None:
+                ids += self.tokenizer(continuations[i], add_special_tokens=False)["input_ids"]
+            out.append(ids)
+        return out
+
+    def pad_left(self, sequences: Sequence[list[int]]) -> BatchEncoding:
+        """Left-pad token id lists into `input_ids` and `attention_mask` tensors."""
+        width = max(len(s) for s in sequences)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+        attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            if seq:
+                input_ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+                attention_mask[row, width - len(seq):] = 1
+        return BatchEncoding({"input_ids": input_ids, "attention_mask": attention_mask})
+
+    def __call__(self, texts: Sequence[str], images: Sequence[Image.Image | None]) -> BatchEncoding:
+        """Model inputs for a batch of user turns (texts without chat markup), each with one image or None."""
+        if len(texts) != len(images):
+            raise ValueError(f"{len(texts)} texts but {len(images)} images: give one image (or None) per text")
+        batch = self.pad_left(self.encode([self.prompt(t, img is not None) for t, img in zip(texts, images)]))
+        present = [img for img in images if img is not None]
+        if present:
+            batch["pixel_values"] = self.pixel_values(present)
+        return batch

@@ -1,0 +1,96 @@
+"""`nanollava-tiny`: nanoLLaVA's exact architecture at toy size, embedded in the package for offline use.
+
+Same module tree as nanoLLaVA (Qwen2 decoder with q/k/v biases and an untied LM head, SigLIP encoder
+without pooling head whose last layer's output feeds an mlp2x_gelu projector), same preprocessing and the
+same ChatML prompt. Only the sizes differ. Its tokenizer is a byte-level BPE (any text encodes, nothing is
+unknown) trained on the cvbench_mini texts, with Qwen's ChatML special tokens and `<image>`.
+
+Rebuild the committed files with::
+
+    python -m vlm_peft_bench.nanollava.tiny --out vlm_peft_bench/assets/nanollava-tiny
+
+The result is deterministic for a given seed and library versions (weights are seeded; the tokenizer
+trainer is deterministic on a fixed corpus).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlavaForConditionalGeneration, PreTrainedTokenizerFast
+
+from vlm_peft_bench.nanollava.config import IMAGE_TOKEN, llava_config
+from vlm_peft_bench.nanollava.loading import TINY_DIR
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", IMAGE_TOKEN]
+TINY_VOCAB = 1024
+TINY_TEXT = dict(
+    vocab_size=TINY_VOCAB, hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_attention_heads=4,
+    num_key_value_heads=4, hidden_act="silu", max_position_embeddings=2048, rope_theta=1_000_000.0,
+    rms_norm_eps=1e-6, tie_word_embeddings=False, use_sliding_window=False,
+    bos_token_id=SPECIAL_TOKENS.index("<|im_end|>"), eos_token_id=SPECIAL_TOKENS.index("<|im_end|>"),
+)
+TINY_VISION = dict(
+    hidden_size=96, intermediate_size=384, num_hidden_layers=3, num_attention_heads=4, image_size=64,
+    patch_size=8, num_channels=3, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, vision_use_head=False,
+)
+
+
+def tokenizer_corpus() -> list[str]:
+    """Texts the tiny tokenizer is trained on: every cvbench_mini prompt and choice, plus ChatML framing."""
+    from vlm_peft_bench.synthetic.cvbench_scenes import generate_split
+
+    texts = ["user\n", "assistant\n", "system\n", "Answer with the option's letter from the given choices directly."]
+    for split in ("train", "test"):
+        for item in generate_split(split):
+            texts.append(item["prompt"])
+            texts.extend(f"{item['answer']} {c}" for c in item["choices"])
+    return texts
+
+
+def train_tokenizer(corpus: list[str], vocab_size: int = TINY_VOCAB) -> PreTrainedTokenizerFast:
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>", IMAGE_TOKEN], model_max_length=2048,
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def tiny_config():
+    return llava_config(TINY_TEXT, TINY_VISION, SPECIAL_TOKENS.index(IMAGE_TOKEN))
+
+
+def build_tiny(out: Path, seed: int = 0) -> Path:
+    """Write the tiny model folder (config, safetensors weights, tokenizer) to `out`."""
+    tokenizer = train_tokenizer(tokenizer_corpus())
+    config = tiny_config()
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=TINY_DIR)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    print(f"wrote {build_tiny(args.out, args.seed)}")
+
+
+if __name__ == "__main__":
+    main()
