@@ -10,7 +10,9 @@ Other subcommands (`lmms_eval tasks`, `lmms_eval models`, ...) go to lmms-eval u
 from __future__ import annotations
 
 import difflib
+import json
 import sys
+import time
 from pathlib import Path
 
 from vlm_peft_bench.paths import tasks_dir
@@ -72,7 +74,25 @@ def main() -> None:
     args.include_path = include
     if args.tasks and args.tasks not in ("list", "list_groups", "list_tags", "list_subtasks"):
         check_task_names(args.tasks, include)
+    started = time.time()
     cli_evaluate(args)
+    if args.model == "vlreft" and args.output_path:
+        add_provenance(Path(args.output_path), args.model_args or "", started)
+
+
+def add_provenance(output_path: Path, model_args: str, since: float) -> None:
+    """Add a `vlm_peft_bench` block (versions, prompt template, model hashes) to this run's results files."""
+    from lmms_eval.utils import simple_parse_args_string
+
+    from vlm_peft_bench.provenance import model_provenance
+
+    parsed = simple_parse_args_string(model_args) if model_args else {}
+    block = model_provenance(str(parsed.get("pretrained", "nanollava-tiny")), parsed.get("system_prompt"))
+    for path in output_path.rglob("*_results.json"):
+        if path.stat().st_mtime >= since:
+            data = json.loads(path.read_text())
+            data["vlm_peft_bench"] = block
+            path.write_text(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

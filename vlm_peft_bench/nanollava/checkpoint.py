@@ -48,7 +48,10 @@ def config_from_original(config: dict, image_token_index: int) -> LlavaConfig:
     if "siglip-so400m-patch14-384" not in tower:
         raise CheckpointError(f"mm_vision_tower={tower!r}: only SigLIP so400m-patch14-384 is supported")
     text = {k: config[k] for k in QWEN2_FIELDS if k in config}
+    # The published config names the vision tower but does not describe it; a `vision_config` dict (our
+    # extension, used for small test checkpoints) overrides the so400m facts.
     vision = dict(NANOLLAVA_VISION, hidden_size=config.get("mm_hidden_size", NANOLLAVA_VISION["hidden_size"]))
+    vision.update(config.get("vision_config") or {})
     return llava_config(text, vision, image_token_index)
 
 

@@ -152,10 +152,11 @@ def load_nanollava(
     if is_original_config(raw_config):
         layout = "original"
         image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-        if image_id != NANOLLAVA_IMAGE_TOKEN_ID:
+        vocab = raw_config.get("vocab_size", 0)
+        if not 0 <= image_id < vocab:
             raise CheckpointError(
-                f"{folder}: the tokenizer gives {IMAGE_TOKEN} the id {image_id}, expected "
-                f"{NANOLLAVA_IMAGE_TOKEN_ID}; the tokenizer files do not match nanoLLaVA"
+                f"{folder}: the tokenizer gives {IMAGE_TOKEN} the id {image_id}, outside the model's {vocab} "
+                f"embedding rows (nanoLLaVA uses {NANOLLAVA_IMAGE_TOKEN_ID}); the tokenizer does not match the model"
             )
         config = config_from_original(raw_config, image_id)
     else:

@@ -1,0 +1,55 @@
+"""End to end through the command lines users type (subprocesses, embedded tiny model, bundled data)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+
+BIN = Path(sys.executable).parent
+RUN = ["--model", "vlreft", "--model_args", "pretrained=nanollava-tiny", "--tasks", "cvbench_mini", "--batch_size", "4"]
+
+
+def run(cmd, cwd):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def check_outputs(out: Path, provenance: bool):
+    [results] = list(out.glob("nanollava-tiny/*_results.json"))
+    data = json.loads(results.read_text())
+    if provenance:  # our `lmms_eval` adds versions, the prompt template and model hashes
+        block = data["vlm_peft_bench"]
+        assert block["prompt_template"].startswith("<|im_start|>user\n<image>\n{prompt}")
+        assert len(block["model_files_sha256"]["model.safetensors"]) == 64
+        assert block["versions"]["transformers"]
+    scores = data["results"]["cvbench_mini"]
+    for metric in ("cvbench_combined", "cvbench_2d", "cvbench_3d", "accuracy", "task_count"):
+        assert 0.0 <= scores[f"{metric},none"] <= 1.0
+    assert data["config"]["model"] == "vlreft"
+    [samples] = list(out.glob("nanollava-tiny/*_samples_cvbench_mini.jsonl"))
+    lines = samples.read_text().splitlines()
+    assert len(lines) == 320
+    record = json.loads(lines[0])["cvbench_combined"]
+    assert {"parsed", "response", "correct", "rule"} <= set(record)
+
+
+@pytest.mark.parametrize("entry", ["lmms_eval", "python -m lmms_eval --include_path"])
+def test_full_run_writes_results_and_samples(tmp_path, entry):
+    if entry == "lmms_eval":
+        cmd = [str(BIN / "lmms_eval"), *RUN]
+    else:
+        cmd = [sys.executable, "-m", "lmms_eval", *RUN, "--include_path", str(REPO / "tasks")]
+    proc = run([*cmd, "--output_path", str(tmp_path / "out"), "--log_samples"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    check_outputs(tmp_path / "out", provenance=entry == "lmms_eval")
+
+
+def test_unknown_task_is_reported_with_suggestions(tmp_path):
+    proc = run([str(BIN / "lmms_eval"), "--model", "vlreft", "--tasks", "cvbench_mnii"], cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "unknown task(s)" in proc.stderr and "did you mean: cvbench_mini" in proc.stderr

@@ -1,0 +1,118 @@
+"""The lmms-eval model class, driven the way lmms-eval drives it."""
+
+import pytest
+import torch
+from lmms_eval.api.instance import Instance
+
+from vlm_peft_bench.adapters.detect import AdapterError
+from vlm_peft_bench.lmms.vlreft import BadSampleError, VLReft, truncate_at
+
+TASK = "cvbench_mini"
+GREEDY = {"until": ["<|im_end|>"], "max_new_tokens": 8, "temperature": 0, "do_sample": False, "num_beams": 1}
+
+
+def visual(doc):
+    return [doc["image"].convert("RGB")]
+
+
+def instance(kind, args):
+    return Instance(kind, args, idx=0, metadata={"task": TASK, "doc_id": args[3], "repeats": 1})
+
+
+def requests(docs, gen_kwargs=GREEDY, n=None, step=1):
+    out = []
+    for i in range(0, (n or len(docs)) * step, step):
+        args = (docs[i]["prompt"], dict(gen_kwargs), visual, i, TASK, "test")
+        out.append(instance("generate_until", args))
+    return out
+
+
+@pytest.fixture(scope="module")
+def make_model(mini_test):
+    def make(**kwargs):
+        model = VLReft(pretrained="nanollava-tiny", device="cpu", dtype="float32", **kwargs)
+        model.task_dict = {TASK: {"test": mini_test}}
+        return model
+
+    return make
+
+
+def test_greedy_predictions_identical_at_batch_1_and_8(make_model, mini_test):
+    reqs = requests(mini_test, n=48, step=6)  # spread over all four tasks
+    one = make_model(batch_size=1).generate_until(reqs)
+    eight = make_model(batch_size=8).generate_until(requests(mini_test, n=48, step=6))
+    assert len(one) == 48
+    assert sum(bool(t) for t in one) >= 5, "too few non-empty generations to compare"
+    assert one == eight
+
+
+def test_results_come_back_in_request_order(make_model, mini_test):
+    model = make_model(batch_size=4)
+    reqs = requests(mini_test, n=12)
+    batched = model.generate_until(reqs)
+    singles = [model.generate_until([r])[0] for r in requests(mini_test, n=12)]
+    assert batched == singles
+
+
+def test_max_new_tokens_and_until_are_honoured(make_model, mini_test):
+    model = make_model(batch_size=4)
+    texts = model.generate_until(requests(mini_test, {**GREEDY, "max_new_tokens": 2}, n=8))
+    for t in texts:
+        assert len(model.tokenizer(t, add_special_tokens=False)["input_ids"]) <= 2
+    assert truncate_at("abc STOP def", ["STOP", "de"]) == "abc "
+
+
+def test_beam_search_and_sampling_run(make_model, mini_test):
+    model = make_model(batch_size=2)
+    beams = model.generate_until(requests(mini_test, {**GREEDY, "num_beams": 2}, n=2))
+    torch.manual_seed(0)
+    sampled = model.generate_until(requests(mini_test, {**GREEDY, "temperature": 0.7, "do_sample": True}, n=2))
+    assert len(beams) == 2 and len(sampled) == 2
+
+
+def test_loglikelihood_matches_a_direct_forward(make_model, mini_test):
+    model = make_model()
+    doc = mini_test[0]
+    args = (doc["prompt"], " (A)", visual, 0, TASK, "test")
+    (logprob, greedy), = model.loglikelihood([instance("loglikelihood", args)])
+    proc = model.processor
+    prompt_ids = proc.encode([proc.prompt(doc["prompt"])])[0]
+    full = proc.encode([proc.prompt(doc["prompt"])], [" (A)"])[0]
+    inputs = proc.pad_left([full])
+    inputs["pixel_values"] = proc.pixel_values([doc["image"]])
+    with torch.no_grad():
+        logits = model.model(**inputs).logits[0]
+    expected = sum(
+        torch.log_softmax(logits[pos - 1], -1)[full[pos]].item() for pos in range(len(prompt_ids), len(full))
+    )
+    assert logprob == pytest.approx(expected, abs=1e-4)
+    assert isinstance(greedy, bool)
+
+
+def test_unknown_model_args_are_named():
+    with pytest.raises(ValueError, match="unknown model_args \\['temprature'\\]"):
+        VLReft(temprature=0.5)
+
+
+def test_adapter_argument_is_validated(tmp_path):
+    with pytest.raises(AdapterError, match="no such folder"):
+        VLReft(adapter=str(tmp_path / "missing"))
+    (tmp_path / "junk").mkdir()
+    with pytest.raises(AdapterError, match="not a recognised adapter folder"):
+        VLReft(adapter=str(tmp_path / "junk"))
+    lora = tmp_path / "lora"
+    lora.mkdir()
+    (lora / "adapter_config.json").write_text("{}")
+    with pytest.raises(AdapterError, match="is a peft adapter; applying adapters is not implemented"):
+        VLReft(adapter=str(lora))
+
+
+def test_unreadable_image_names_the_row(make_model, mini_test):
+    model = make_model()
+
+    def broken(doc):
+        raise OSError("image file is truncated")
+
+    args = ("q", dict(GREEDY), broken, 3, TASK, "test")
+    with pytest.raises(BadSampleError, match="task cvbench_mini, split test, doc 3: its image cannot be read"):
+        model.generate_until([instance("generate_until", args)])

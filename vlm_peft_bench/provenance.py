@@ -1,0 +1,59 @@
+"""What travels with every result: exact versions, the prompt template, and hashes of the model's files."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+from pathlib import Path
+
+from vlm_peft_bench.nanollava.processing import chatml_prompt
+
+PACKAGES = ("vlm-peft-bench", "lmms-eval", "torch", "transformers", "peft", "pyreft", "pyvene", "accelerate",
+            "datasets", "tokenizers", "pillow")
+MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt")
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def folder_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of the files that define a model: config, tokenizer and weights."""
+    names = [n for n in MODEL_FILES if (folder / n).is_file()]
+    names += sorted(p.name for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
+    return {name: file_sha256(folder / name) for name in names}
+
+
+def combined_hash(hashes: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def model_provenance(pretrained: str, system_prompt: str | None = None) -> dict:
+    """Provenance of a `vlreft` run's model: where it came from, file hashes, prompt template, versions."""
+    from vlm_peft_bench.nanollava.loading import resolve_pretrained
+
+    folder = resolve_pretrained(pretrained)
+    hashes = folder_hashes(folder)
+    return {
+        "pretrained": pretrained,
+        "model_folder": str(folder),
+        "model_files_sha256": hashes,
+        "model_hash": combined_hash(hashes),
+        "prompt_template": chatml_prompt("{prompt}", system_prompt),
+        "versions": package_versions(),
+    }
