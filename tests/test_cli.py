@@ -53,3 +53,21 @@ def test_unknown_task_is_reported_with_suggestions(tmp_path):
     proc = run([str(BIN / "lmms_eval"), "--model", "vlreft", "--tasks", "cvbench_mnii"], cwd=tmp_path)
     assert proc.returncode != 0
     assert "unknown task(s)" in proc.stderr and "did you mean: cvbench_mini" in proc.stderr
+
+
+def responses(out: Path) -> dict:
+    [samples] = list(out.glob("nanollava-tiny/*_samples_cvbench_mini.jsonl"))
+    return {json.loads(line)["doc_id"]: json.loads(line)["filtered_resps"] for line in samples.read_text().splitlines()}
+
+
+def test_data_parallel_over_two_processes_matches_one(tmp_path):
+    """`accelerate launch` with two CPU processes shards the requests; the gathered answers equal one process's."""
+    limit = ["--limit", "24", "--log_samples", "--include_path", str(REPO / "tasks")]
+    single = run([sys.executable, "-m", "lmms_eval", *RUN, *limit, "--output_path", str(tmp_path / "one")], tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    launch = [str(BIN / "accelerate"), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lmms_eval"]
+    parallel = run([*launch, *RUN, *limit, "--output_path", str(tmp_path / "two")], tmp_path)
+    assert parallel.returncode == 0, parallel.stderr[-3000:]
+    one, two = responses(tmp_path / "one"), responses(tmp_path / "two")
+    assert len(two) == 24 and one == two

@@ -63,8 +63,8 @@ class VLReft(lmms):
         if self.batch_size_per_gpu < 1:
             raise ValueError(f"vlreft: batch_size must be at least 1, got {batch_size}")
         accelerator = Accelerator()
-        if accelerator.num_processes > 1:
-            self._device = torch.device(f"cuda:{accelerator.local_process_index}")
+        if accelerator.num_processes > 1:  # one device per process: cuda:<local rank>, or the CPU
+            self._device = accelerator.device
         else:
             self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.adapter = adapter
