@@ -34,16 +34,19 @@ TINY_TEXT = dict(
     bos_token_id=SPECIAL_TOKENS.index("<|im_end|>"), eos_token_id=SPECIAL_TOKENS.index("<|im_end|>"),
 )
 TINY_VISION = dict(
-    hidden_size=96, intermediate_size=384, num_hidden_layers=3, num_attention_heads=4, image_size=64,
+    hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4, image_size=64,
     patch_size=8, num_channels=3, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, vision_use_head=False,
 )
 
 
 def tokenizer_corpus() -> list[str]:
-    """Texts the tiny tokenizer is trained on: every cvbench_mini prompt and choice, plus ChatML framing."""
+    """Texts the tiny tokenizer is trained on: cvbench_mini prompts and choices, pre-training questions and
+    answers, and ChatML framing."""
     from vlm_peft_bench.synthetic.cvbench_scenes import generate_split
+    from vlm_peft_bench.synthetic.pretrain_scenes import corpus_sample
 
     texts = ["user\n", "assistant\n", "system\n", "Answer with the option's letter from the given choices directly."]
+    texts += corpus_sample()
     for split in ("train", "test"):
         for item in generate_split(split):
             texts.append(item["prompt"])
