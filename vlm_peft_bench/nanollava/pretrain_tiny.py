@@ -199,7 +199,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("pretrained-tiny"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=4515)
-    parser.add_argument("--max-minutes", type=float, default=None, help="shorten the schedule to fit this many minutes (measured after 60 steps; recorded)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="shorten the schedule to fit this many minutes (speed measured over steps 10-60)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=7e-4)
     parser.add_argument("--warmup", type=int, default=300)
