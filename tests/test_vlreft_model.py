@@ -103,7 +103,7 @@ def test_adapter_argument_is_validated(tmp_path):
     lora = tmp_path / "lora"
     lora.mkdir()
     (lora / "adapter_config.json").write_text("{}")
-    with pytest.raises(AdapterError, match="is a peft adapter; applying adapters is not implemented"):
+    with pytest.raises(AdapterError, match="no `peft_type`"):
         VLReft(adapter=str(lora))
 
 

@@ -80,7 +80,7 @@ def reft_intervention_size(intervention: str, hidden: int, rank: int) -> int:
     cls = getattr(pyreft, intervention, None)
     if cls is None or not isinstance(cls, type):
         raise AdapterError(f"unknown pyreft intervention type {intervention!r}")
-    module = cls(embed_dim=hidden, low_rank_dimension=rank, dtype=torch.float32)
+    module = cls(embed_dim=hidden, low_rank_dimension=rank, dtype=torch.float32, add_bias=True)
     return sum(p.numel() for p in module.parameters())
 
 

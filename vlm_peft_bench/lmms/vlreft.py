@@ -2,9 +2,11 @@
 
     lmms_eval --model vlreft --model_args pretrained=nanollava-tiny --tasks cvbench_mini --batch_size 8
 
-model_args: `pretrained` (default nanollava-tiny), `adapter` (a folder; validated, see below), `adapter_type`,
-`device` (default cuda when available, else cpu), `dtype` (auto | float32 | bfloat16 | float16),
-`batch_size`, `system_prompt` (default none), `attn_implementation` (eager | sdpa).
+model_args: `pretrained` (default nanollava-tiny), `adapter` (a pyreft, peft or fully fine-tuned folder),
+`adapter_type` (overrides detection), `merge_lora` (merge LoRA-style weights before evaluating),
+`positions` (ReFT positions, for pyreft folders that do not record them), `device` (default cuda when
+available, else cpu), `dtype` (auto | float32 | bfloat16 | float16), `batch_size`, `system_prompt` (default
+none), `attn_implementation` (eager | sdpa).
 
 Generation is batched with left padding; requests are sorted by length so that batches pad little, and
 results come back in the original order. Several processes (`accelerate launch`) split the requests, as
@@ -13,6 +15,7 @@ lmms-eval's own models do.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -24,7 +27,8 @@ from loguru import logger
 from PIL import Image
 from tqdm import tqdm
 
-from vlm_peft_bench.adapters.detect import AdapterError, validate_adapter_arg
+from vlm_peft_bench.adapters.detect import validate_adapter_arg
+from vlm_peft_bench.adapters.loader import attach_adapter
 from vlm_peft_bench.nanollava.loading import TINY_NAME, load_nanollava
 
 DEFAULT_MAX_NEW_TOKENS = 128
@@ -46,6 +50,8 @@ class VLReft(lmms):
         pretrained: str = TINY_NAME,
         adapter: str | None = None,
         adapter_type: str | None = None,
+        merge_lora: bool | str = False,
+        positions: str | None = None,
         device: str | None = None,
         dtype: str = "auto",
         batch_size: int | str = 1,
@@ -56,8 +62,8 @@ class VLReft(lmms):
         super().__init__()
         if kwargs:
             raise ValueError(
-                f"vlreft: unknown model_args {sorted(kwargs)}; known: pretrained, adapter, adapter_type, device, "
-                "dtype, batch_size, system_prompt, attn_implementation"
+                f"vlreft: unknown model_args {sorted(kwargs)}; known: pretrained, adapter, adapter_type, merge_lora, "
+                "positions, device, dtype, batch_size, system_prompt, attn_implementation"
             )
         self.batch_size_per_gpu = int(batch_size)
         if self.batch_size_per_gpu < 1:
@@ -67,15 +73,15 @@ class VLReft(lmms):
             self._device = accelerator.device
         else:
             self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.adapter = adapter
-        if adapter:
-            kind = validate_adapter_arg(adapter, adapter_type)
-            raise AdapterError(
-                f"adapter={adapter!r} is a {kind} adapter; applying adapters is not implemented in this version "
-                "(it arrives with the adapters issue). Evaluate the bare model by leaving adapter= out."
-            )
+        if adapter:  # checked before the (possibly large) base model loads
+            validate_adapter_arg(adapter, adapter_type)
         loaded = load_nanollava(pretrained, self._device, dtype, system_prompt, attn_implementation)
         self._model = loaded.model
+        self.adapter = None
+        if adapter:
+            self.adapter = attach_adapter(loaded.model, adapter, adapter_type, _as_bool(merge_lora), positions)
+            self._model = self.adapter.model
+            logger.info(f"vlreft: {self.adapter.kind} adapter {adapter} (sha256 {self.adapter.sha256[:12]})")
         self.processor = loaded.processor
         self.pretrained = pretrained
         self.source = loaded.source
@@ -129,7 +135,11 @@ class VLReft(lmms):
 
     def _inputs(self, contexts, images, continuations=None):
         prompts = [self.processor.prompt(c, img is not None) for c, img in zip(contexts, images)]
-        batch = self.processor.pad_left(self.processor.encode(prompts, continuations))
+        encoded = self.processor.encode(prompts)
+        self._prompt_lengths = [len(ids) for ids in encoded]
+        if continuations is not None:
+            encoded = self.processor.encode(prompts, continuations)
+        batch = self.processor.pad_left(encoded)
         present = [img for img in images if img is not None]
         if present:
             batch["pixel_values"] = self.processor.pixel_values(present).to(self._model.dtype)
@@ -174,7 +184,8 @@ class VLReft(lmms):
         stops = [s for s in until if s and s != self.tokenizer.eos_token]
         if stops:
             kwargs.update(stop_strings=stops, tokenizer=self.tokenizer)
-        out = self._model.generate(**inputs, **kwargs)
+        with self._intervening(inputs, first_forward_only=True):
+            out = self._model.generate(**inputs, **kwargs)
         new = out[:, inputs["input_ids"].shape[1]:]
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         return [truncate_at(t, until) for t in texts]
@@ -187,9 +198,10 @@ class VLReft(lmms):
             if not isinstance(continuation, str):
                 continuation = continuation(self.task_dict[task][split][doc_id])
             image = self._visual(doc_to_visual, doc_id, task, split)
-            n_context = len(self.processor.encode([self.processor.prompt(context, image is not None)])[0])
             inputs = self._inputs([context], [image], [continuation])
-            logits = self._model(**inputs).logits[0].float()
+            n_context = self._prompt_lengths[0]
+            with self._intervening(inputs, first_forward_only=False):
+                logits = self._model(**inputs).logits[0].float()
             target = inputs["input_ids"][0, n_context:]
             if target.numel() == 0:
                 raise BadSampleError(f"task {task}, doc {doc_id}: the continuation {continuation!r} has no tokens")
@@ -199,6 +211,12 @@ class VLReft(lmms):
             results.append((float(logprobs.sum()), greedy))
             self.cache_hook.add_partial("loglikelihood", (context, continuation), results[-1])
         return results
+
+    def _intervening(self, inputs, first_forward_only: bool):
+        """ReFT interventions at this batch's prompt positions (nothing for other adapters)."""
+        if self.adapter is None or self.adapter.reft is None:
+            return contextlib.nullcontext()
+        return self.adapter.reft.intervene(inputs["attention_mask"], self._prompt_lengths, first_forward_only)
 
     def generate_until_multi_round(self, requests) -> list[str]:
         raise NotImplementedError("vlreft: multi-round generation is not supported (nanoLLaVA is single-turn here)")

@@ -1,0 +1,49 @@
+"""Attach any supported adapter folder to a loaded nanoLLaVA model: detection, checks, application, hash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from vlm_peft_bench.adapters.detect import AdapterError, validate_adapter_arg
+from vlm_peft_bench.adapters.reft import META_FILE, ReftAdapter, load_reft
+from vlm_peft_bench.provenance import combined_hash, file_sha256
+
+
+@dataclass
+class AttachedAdapter:
+    model: torch.nn.Module  # what to run (the base model with adapter layers, merged weights or hooks)
+    kind: str
+    path: str
+    sha256: str
+    reft: ReftAdapter | None = None
+
+
+def adapter_hash(folder: Path) -> str:
+    """One sha256 over every file of the adapter folder (names and contents)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return combined_hash({str(p.relative_to(folder)): file_sha256(p) for p in files})
+
+
+def attach_adapter(model: torch.nn.Module, adapter: str, adapter_type: str | None = None, merge_lora: bool = False,
+                   positions: str | None = None) -> AttachedAdapter:
+    folder = Path(adapter).expanduser()
+    kind = validate_adapter_arg(str(folder), adapter_type)
+    digest = adapter_hash(folder)
+    if kind == "peft":
+        from vlm_peft_bench.adapters.peft_adapter import load_peft
+
+        return AttachedAdapter(load_peft(model, folder, merge=merge_lora), kind, str(folder), digest)
+    if kind == "pyreft":
+        reft = load_reft(model, folder, positions=positions)
+        return AttachedAdapter(model, kind, str(folder), digest, reft=reft)
+    if kind == "full":
+        from vlm_peft_bench.adapters.full import load_full
+
+        return AttachedAdapter(load_full(model, folder), kind, str(folder), digest)
+    raise AdapterError(f"adapter type {kind!r} is not supported")
+
+
+__all__ = ["META_FILE", "AttachedAdapter", "attach_adapter", "adapter_hash"]

@@ -1,0 +1,245 @@
+"""pyreft interventions applied to the native nanoLLaVA model with plain forward hooks.
+
+Reads the folder `ReftModel.save` writes (config.json + one `intkey_<key>.bin` per intervention), rebuilds
+each intervention with pyreft's own class, and applies it to the residual stream of its layer at the prompt
+positions given by `positions` (pyreft notation, plus our middle group), shifted by each row's left padding.
+Only the prompt forward is intervened: tokens produced during cached decoding are not, as with pyreft's
+`intervene_on_prompt=True`. The arithmetic is pyreft's (its modules' forward); only the plumbing is ours.
+
+Position settings are not part of pyreft's files; we store them in `vlm_peft_bench.json` beside them
+(`positions`, `share_weights`). For a third-party folder without it, pass `positions=` to `vlreft`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from vlm_peft_bench.adapters.detect import AdapterError
+from vlm_peft_bench.adapters.positions import position_groups
+
+META_FILE = "vlm_peft_bench.json"
+_LAYER_PATH = re.compile(r"layers\[(\d+)\]\.(output|mlp\.output|self_attn\.output)$")
+_COMPONENTS = {"block_output": "output", "mlp_output": "mlp.output", "attention_output": "self_attn.output"}
+_CLASS = re.compile(r"<class '([\w.]+)'>")
+
+
+@dataclass
+class InterventionSpec:
+    key: str
+    layer: int
+    where: str  # "output" (block output), "mlp.output" or "self_attn.output"
+    intervention_type: str
+    rank: int
+    embed_dim: int
+
+
+def read_reft_config(folder: Path) -> list[InterventionSpec]:
+    """The interventions described by a pyreft `config.json`, in pyreft's own order."""
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text())
+        reps, types, dims, keys = (config[k] for k in
+                                   ("representations", "intervention_types", "intervention_dimensions", "sorted_keys"))
+    except (OSError, json.JSONDecodeError, KeyError) as err:
+        raise AdapterError(f"{path}: not a pyreft config ({type(err).__name__}: {err})") from err
+    specs, used = [], set()
+    for rep, type_name, dim in zip(reps, types, dims):
+        layer, component, unit, n_units, rank = rep[:5]
+        match = _LAYER_PATH.search(component)
+        if match:
+            layer, where = int(match.group(1)), match.group(2)
+        elif component in _COMPONENTS:
+            where = _COMPONENTS[component]
+        else:
+            raise AdapterError(f"{path}: intervention component {component!r} is not supported (use block_output)")
+        prefix = f"comp_{component.replace('.', '_')}_unit_{unit}_nunit_{n_units}#"
+        key = next((k for k in keys if k.startswith(prefix) and k not in used), None)
+        if key is None:
+            raise AdapterError(f"{path}: no saved intervention key for {component!r}")
+        used.add(key)
+        cls = _CLASS.match(type_name)
+        specs.append(InterventionSpec(key, int(layer), where, (cls.group(1) if cls else type_name).split(".")[-1],
+                                      int(rank), int(dim)))
+    return specs
+
+
+def build_intervention(spec: InterventionSpec, state: dict, dtype: torch.dtype, source: Path) -> torch.nn.Module:
+    import pyreft
+
+    cls = getattr(pyreft, spec.intervention_type, None)
+    if not isinstance(cls, type):
+        raise AdapterError(f"{source}: unknown pyreft intervention type {spec.intervention_type!r}")
+    for name, tensor in state.items():
+        if not torch.is_tensor(tensor):
+            raise AdapterError(f"{source}: entry {name!r} is not a tensor")
+        if not torch.isfinite(tensor).all():
+            raise AdapterError(f"{source}: tensor {name!r} holds NaN or infinite values")
+    # Constructor settings pyreft does not save, read back from the weights (NoReFT's optional bias).
+    module = cls(embed_dim=spec.embed_dim, low_rank_dimension=spec.rank, dtype=dtype,
+                 add_bias="proj_layer.bias" in state)
+    try:
+        module.load_state_dict({k: v.to(dtype) for k, v in state.items()})
+    except Exception as err:
+        raise AdapterError(f"{source}: weights do not fit a {spec.intervention_type} of rank {spec.rank} "
+                           f"on hidden size {spec.embed_dim} ({err})") from err
+    return module.to(dtype).eval()
+
+
+def load_intervention_state(path: Path) -> dict:
+    """One `intkey_*.bin`, loaded without executing code."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise AdapterError(f"{path}: refused or unreadable ({type(err).__name__}: {err}); intervention files "
+                           "must hold plain tensors") from err
+    if not isinstance(state, dict):
+        raise AdapterError(f"{path}: expected a dict of tensors, found {type(state).__name__}")
+    return state
+
+
+@dataclass
+class _Active:
+    positions: torch.Tensor | None = None  # [groups][batch, n] absolute positions, -1 = none
+    first_forward_only: bool = False
+
+
+@dataclass
+class ReftAdapter:
+    """Interventions hooked into a model; `intervene()` says where, per batch."""
+
+    model: torch.nn.Module
+    specs: list[InterventionSpec]
+    modules: list[torch.nn.Module]
+    positions: str
+    share_weights: bool
+    active: _Active = field(default_factory=_Active)
+    handles: list = field(default_factory=list)
+
+    def group_of(self, index: int) -> int:
+        """Which position group intervention `index` serves (pyreft orders unshared ones group by group)."""
+        if self.share_weights:
+            return -1
+        n_groups = len(position_groups(self.positions, 10_000))
+        return index // (len(self.specs) // n_groups)
+
+    def attach(self) -> ReftAdapter:
+        decoder = _decoder_layers(self.model)
+        for index, (spec, module) in enumerate(zip(self.specs, self.modules)):
+            if spec.layer >= len(decoder):
+                raise AdapterError(f"intervention on layer {spec.layer}, but the model has {len(decoder)} layers")
+            target = decoder[spec.layer]
+            for part in spec.where.split(".")[:-1]:
+                target = getattr(target, part)
+            self.handles.append(target.register_forward_hook(self._hook(module, self.group_of(index))))
+        self.handles.append(_language_model(self.model).register_forward_hook(self._after_forward))
+        return self
+
+    def detach(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+    def _hook(self, module: torch.nn.Module, group: int):
+        def hook(_mod, _inputs, output):
+            if self.active.positions is None:
+                return output
+            hidden = output[0] if isinstance(output, tuple) else output
+            pos = self.active.positions[group] if group >= 0 else self.active.positions.union
+            rows, cols = (pos >= 0).nonzero(as_tuple=True)
+            if rows.numel():
+                cols = pos[rows, cols]
+                hidden = hidden.clone()
+                hidden[rows, cols] = module(hidden[rows, cols]).to(hidden.dtype)
+            return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+        return hook
+
+    def _after_forward(self, _mod, _inputs, _output):
+        if self.active.first_forward_only:
+            self.active.positions = None
+
+    @contextlib.contextmanager
+    def intervene(self, attention_mask: torch.Tensor, prompt_lengths: list[int], first_forward_only: bool):
+        """Intervene at the configured prompt positions of each (left-padded) row during the block."""
+        self.active.positions = self.locations(attention_mask, prompt_lengths)
+        self.active.first_forward_only = first_forward_only
+        try:
+            yield
+        finally:
+            self.active.positions = None
+
+    def locations(self, attention_mask: torch.Tensor, prompt_lengths: list[int]) -> _Locations:
+        pads = (attention_mask == 0).long().cumprod(1).sum(1).tolist()  # left padding per row
+        per_row = [position_groups(self.positions, n) for n in prompt_lengths]
+        n_groups = len(per_row[0])
+        groups = []
+        for g in range(n_groups):
+            groups.append(_pad([[pads[b] + p for p in per_row[b][g]] for b in range(len(per_row))]))
+        union = _pad([[pads[b] + p for grp in per_row[b] for p in grp] for b in range(len(per_row))])
+        return _Locations(groups, union, attention_mask.device)
+
+
+class _Locations:
+    def __init__(self, groups: list[torch.Tensor], union: torch.Tensor, device):
+        self.groups = [g.to(device) for g in groups]
+        self.union = union.to(device)
+
+    def __getitem__(self, g: int) -> torch.Tensor:
+        return self.groups[g]
+
+
+def _pad(rows: list[list[int]]) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [-1] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def _language_model(model: torch.nn.Module) -> torch.nn.Module:
+    for module in model.modules():
+        if hasattr(module, "embed_tokens") and hasattr(module, "layers"):
+            return module
+    raise AdapterError("model has no decoder with `layers`")
+
+
+def _decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    return _language_model(model).layers
+
+
+def load_reft(model: torch.nn.Module, folder: Path, positions: str | None = None,
+              share_weights: bool | None = None) -> ReftAdapter:
+    """Rebuild a saved pyreft intervention set, check it against the model, and hook it in."""
+    meta_path = folder / META_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    positions = positions or meta.get("positions")
+    if not positions:
+        raise AdapterError(f"{folder}: pyreft files do not record intervention positions; pass positions=, e.g. "
+                           "positions=f5+l5 (first and last 5 prompt tokens), as used at training")
+    share = meta.get("share_weights", True) if share_weights is None else share_weights
+    specs = read_reft_config(folder)
+    hidden = _language_model(model).embed_tokens.embedding_dim
+    n_layers = len(_decoder_layers(model))
+    dtype = next(model.parameters()).dtype
+    modules = []
+    for spec in specs:
+        if spec.embed_dim != hidden:
+            raise AdapterError(f"{folder}: intervention {spec.key} was trained for hidden size {spec.embed_dim}, "
+                               f"this model's is {hidden}: the adapter belongs to another base model")
+        if spec.layer >= n_layers:
+            raise AdapterError(f"{folder}: intervention on layer {spec.layer}, this model has {n_layers} layers: "
+                               "the adapter belongs to another base model")
+        path = folder / f"intkey_{spec.key}.bin"
+        if not path.is_file():
+            raise AdapterError(f"{folder}: missing {path.name}")
+        modules.append(build_intervention(spec, load_intervention_state(path), dtype, path))
+    if not share:
+        n_groups = len(position_groups(positions, 10_000))
+        if len(specs) % n_groups:
+            raise AdapterError(f"{folder}: {len(specs)} interventions cannot be split into {n_groups} position "
+                               f"groups ({positions}) without shared weights")
+    device = next(model.parameters()).device
+    modules = [m.to(device) for m in modules]
+    return ReftAdapter(model, specs, modules, positions, share).attach()
