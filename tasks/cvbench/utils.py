@@ -23,6 +23,11 @@ def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str
     return kwargs.get("pre_prompt", "") + doc["prompt"] + kwargs.get("post_prompt", POST_PROMPT)
 
 
+def doc_to_target(doc: dict) -> str:
+    """The letter alone ("B" for "(B)"): what the prompt asks for, and what training teaches."""
+    return doc["answer"].strip().strip("()")
+
+
 def process_results(doc: dict, results: list[str]) -> dict:
     response = results[0] if results else ""
     letter = extract_choice(response, doc["choices"])

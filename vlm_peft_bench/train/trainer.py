@@ -1,0 +1,219 @@
+"""`vlm-peft-bench train`: train a recipe on a task's training split, validate, save, evaluate, write a card.
+
+The adapter is trained through the same code that evaluates it (the same processor, prompt and ReFT hooks),
+saved in its library's own format, scored on the task's test split by lmms-eval itself (`vlreft` with
+`adapter=`), and described by a YAML card in `adapters_zoo/`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from vlm_peft_bench.adapters.accounting import account
+from vlm_peft_bench.adapters.loader import adapter_hash
+from vlm_peft_bench.adapters.recipes import load_recipe
+from vlm_peft_bench.nanollava.loading import load_nanollava
+from vlm_peft_bench.provenance import file_sha256, model_provenance
+from vlm_peft_bench.train.data import load_task, split_train_validation, task_examples
+from vlm_peft_bench.train.methods import prepare
+
+IGNORE = -100
+ZOO = Path(__file__).resolve().parents[2] / "adapters_zoo"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_batch(processor, examples, device) -> tuple[dict, list[int]]:
+    """Prompt + target + <|im_end|>, left-padded, with the loss on the target tokens only."""
+    prompts = [processor.prompt(e.text, e.image is not None) for e in examples]
+    prompt_ids = processor.encode(prompts)
+    targets = [e.target + processor.tokenizer.eos_token for e in examples]
+    full = processor.encode(prompts, targets)
+    batch = processor.pad_left(full)
+    labels = batch["input_ids"].clone()
+    width = labels.shape[1]
+    for row, (p, f) in enumerate(zip(prompt_ids, full)):
+        labels[row, : width - len(f) + len(p)] = IGNORE
+    batch["labels"] = labels
+    images = [e.image for e in examples if e.image is not None]
+    if images:
+        batch["pixel_values"] = processor.pixel_values(images)
+    return batch.to(device), [len(p) for p in prompt_ids]
+
+
+@torch.no_grad()
+def predict(model, method, processor, examples, device, batch_size: int = 16, max_new_tokens: int = 16) -> list[str]:
+    model.eval()
+    texts = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start:start + batch_size]
+        batch = processor([e.text for e in chunk], [e.image for e in chunk]).to(device)
+        if "pixel_values" in batch:
+            batch["pixel_values"] = batch["pixel_values"].to(next(model.parameters()).dtype)
+        lengths = [len(ids) for ids in processor.encode([processor.prompt(e.text, e.image is not None)
+                                                         for e in chunk])]
+        context = (method.reft.intervene(batch["attention_mask"], lengths, first_forward_only=True)
+                   if method.reft else method.forward_context(batch["attention_mask"], lengths))
+        with context:
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                 eos_token_id=processor.tokenizer.eos_token_id,
+                                 pad_token_id=processor.tokenizer.pad_token_id)
+        texts += processor.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    model.train()
+    return texts
+
+
+def task_scores(task, examples, texts) -> dict[str, float]:
+    """The task's own per-item scoring and aggregation, on our predictions."""
+    per_metric: dict[str, list] = {}
+    for example, text in zip(examples, texts):
+        for metric, value in task.process_results(example.doc, [text]).items():
+            per_metric.setdefault(metric, []).append(value)
+    aggregations = task.aggregation()
+    return {m: float(aggregations[m](values)) for m, values in per_metric.items()}
+
+
+def train(recipe_name: str, task_name: str, out: Path, base: str = "nanollava-tiny", seed: int = 0,
+          overrides: dict | None = None, limit: int | None = None, device: str | None = None,
+          evaluate_test: bool = True, card_dir: Path | None = ZOO, name_out: bool = False) -> dict:
+    """Train, validate, save to `out` (or, with `name_out`, to adapters_zoo/weights/<card id>), evaluate."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    recipe = load_recipe(recipe_name)
+    settings = dict(recipe.get("train", {}), **{k: overrides[k] for k in ("lr", "epochs") if k in overrides})
+    seed_everything(seed)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    loaded = load_nanollava(base, device=device, dtype="float32")
+    processor = loaded.processor
+    task = load_task(task_name)
+    train_set, val_set = split_train_validation(task_examples(task), seed)
+    if limit:
+        train_set, val_set = train_set[:limit], val_set[: max(1, limit // 4)]
+    method = prepare(recipe, loaded.model, overrides)
+    model = method.model
+    model.train()
+    optimizer = torch.optim.AdamW(method.param_groups, lr=float(settings["lr"]))
+    batch_size = int(settings.get("batch_size", 1))
+    epochs = int(settings.get("epochs", 1))
+    steps = epochs * math.ceil(len(train_set) / batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / max(1, steps)))
+    use_bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    order_rng = random.Random(seed)
+    losses, started = [], time.time()
+    bar = tqdm(total=steps, desc=f"train {recipe['name']} on {task_name}")
+    for _ in range(epochs):
+        order = list(range(len(train_set)))
+        order_rng.shuffle(order)
+        for start in range(0, len(order), batch_size):
+            batch, lengths = make_batch(processor, [train_set[i] for i in order[start:start + batch_size]], device)
+            if "pixel_values" in batch:
+                batch["pixel_values"] = batch["pixel_values"].to(next(model.parameters()).dtype)
+            with method.forward_context(batch["attention_mask"], lengths), \
+                    torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_bf16):
+                loss = model(**batch).loss
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()}; lower the learning rate")
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            bar.update(1)
+            if len(losses) % 50 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+    bar.close()
+    train_seconds = time.time() - started
+    validation = task_scores(task, val_set, predict(model, method, processor, val_set, device))
+    if name_out:
+        out = ZOO / "weights" / f"{recipe['name']}{_suffix(overrides)}__{base}__{task_name}"
+    out.mkdir(parents=True, exist_ok=True)
+    method.save(out)
+    card = build_card(recipe, task_name, base, seed, overrides, settings, out, losses, train_seconds, validation,
+                      len(train_set), len(val_set), device)
+    if evaluate_test:
+        card["test"] = evaluate_with_lmms(task_name, base, out, seed)
+        card["base_test"] = evaluate_with_lmms(task_name, base, None, seed)
+    if card_dir is not None:
+        card_dir.mkdir(parents=True, exist_ok=True)
+        (card_dir / f"{card['id']}.yaml").write_text(yaml.safe_dump(card, sort_keys=False, width=110))
+    return card
+
+
+def build_card(recipe, task_name, base, seed, overrides, settings, out, losses, seconds, validation, n_train,
+               n_val, device) -> dict:
+    params = account(base, recipe=_effective_recipe(recipe, overrides))
+    base_info = model_provenance(base)
+    card_id = f"{recipe['name']}{_suffix(overrides)}__{base}__{task_name}"
+    return {
+        "id": card_id,
+        "recipe": recipe["name"],
+        "method": recipe["method"],
+        "overrides": overrides or {},
+        "base": {"name": base, "hash": base_info["model_hash"]},
+        "task": {"name": task_name, "train": f"training split, seeded 80% ({n_train} items)",
+                 "validation": f"training split, seeded 20% ({n_val} items)", "test": "test split"},
+        "params": {k: params[k] for k in ("trainable", "total", "fraction", "percent")},
+        "seed": seed,
+        "training": {"seconds": round(seconds, 1), "steps": len(losses), "device": device,
+                     "final_loss_mean_last_50": round(float(np.mean(losses[-50:])), 4) if losses else None,
+                     **{k: settings[k] for k in ("lr", "epochs", "batch_size", "weight_decay") if k in settings}},
+        "validation": {k: round(v, 4) for k, v in validation.items()},
+        "files_sha256": folder_hashes_all(out),
+        "adapter_hash": adapter_hash(out),
+        "license": "Apache-2.0",
+        "weights": str(out),
+        "versions": base_info["versions"],
+    }
+
+
+def folder_hashes_all(folder: Path) -> dict[str, str]:
+    return {p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _suffix(overrides: dict) -> str:
+    return "".join(f"-{k}{v}" for k, v in sorted(overrides.items()) if k in ("rank", "layers", "positions"))
+
+
+def _effective_recipe(recipe: dict, overrides: dict) -> dict:
+    recipe = {k: (dict(v) if isinstance(v, dict) else v) for k, v in recipe.items()}
+    if recipe["method"] == "reft":
+        recipe["reft"].update({k: overrides[k] for k in ("rank", "layers", "positions") if k in overrides})
+    if recipe["method"] == "lora" and "rank" in overrides:
+        recipe["lora"]["r"] = overrides["rank"]
+    return recipe
+
+
+def evaluate_with_lmms(task_name: str, base: str, adapter: Path | None, seed: int, bootstrap: int = 1000) -> dict:
+    """Score on the test split through lmms-eval's evaluator (as `lmms_eval --model vlreft` does), with a 95% CI."""
+    from lmms_eval.evaluator import simple_evaluate
+    from lmms_eval.tasks import TaskManager
+
+    from vlm_peft_bench.paths import tasks_dir
+
+    model_args = f"pretrained={base}" + (f",adapter={adapter}" if adapter else "")
+    results = simple_evaluate(model="vlreft", model_args=model_args, tasks=[task_name], batch_size=8,
+                              log_samples=True, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+                              task_manager=TaskManager("ERROR", include_path=[str(tasks_dir())]))
+    scores = {k.split(",")[0]: float(v) for k, v in results["results"][task_name].items()
+              if k.endswith(",none") and "stderr" not in k and isinstance(v, (int, float))}
+    task = load_task(task_name)
+    headline = task.config.metric_list[0]["metric"]
+    aggregate = task.aggregation()[headline]
+    records = [s[headline] for s in results["samples"][task_name]]
+    rng = np.random.default_rng(seed)
+    draws = [aggregate([records[i] for i in rng.integers(0, len(records), len(records))]) for _ in range(bootstrap)]
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return {"metric": headline, "value": round(scores[headline], 4), "ci95": [round(float(low), 4),
+            round(float(high), 4)], "n": len(records), "scores": {k: round(v, 4) for k, v in scores.items()},
+            "command": f"lmms_eval --model vlreft --model_args {model_args} --tasks {task_name} --batch_size 8"}
