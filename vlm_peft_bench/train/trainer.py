@@ -172,7 +172,7 @@ def build_card(recipe, task_name, base, seed, overrides, settings, out, losses, 
         "files_sha256": folder_hashes_all(out),
         "adapter_hash": adapter_hash(out),
         "license": "Apache-2.0",
-        "weights": str(out),
+        "weights": _display_path(out),
         "versions": base_info["versions"],
     }
 
@@ -201,7 +201,7 @@ def evaluate_with_lmms(task_name: str, base: str, adapter: Path | None, seed: in
 
     from vlm_peft_bench.paths import tasks_dir
 
-    model_args = f"pretrained={base}" + (f",adapter={adapter}" if adapter else "")
+    model_args = f"pretrained={base}" + (f",adapter={_display_path(adapter)}" if adapter else "")
     results = simple_evaluate(model="vlreft", model_args=model_args, tasks=[task_name], batch_size=8,
                               log_samples=True, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
                               task_manager=TaskManager("ERROR", include_path=[str(tasks_dir())]))
@@ -214,6 +214,17 @@ def evaluate_with_lmms(task_name: str, base: str, adapter: Path | None, seed: in
     rng = np.random.default_rng(seed)
     draws = [aggregate([records[i] for i in rng.integers(0, len(records), len(records))]) for _ in range(bootstrap)]
     low, high = np.percentile(draws, [2.5, 97.5])
+    parsed = [r.get("parsed") for r in records if isinstance(r, dict) and "parsed" in r]
+    answers = {str(k): parsed.count(k) for k in sorted(set(parsed), key=str)} if parsed else None
     return {"metric": headline, "value": round(scores[headline], 4), "ci95": [round(float(low), 4),
             round(float(high), 4)], "n": len(records), "scores": {k: round(v, 4) for k, v in scores.items()},
+            "answers_given": answers,
             "command": f"lmms_eval --model vlreft --model_args {model_args} --tasks {task_name} --batch_size 8"}
+
+
+def _display_path(path: Path) -> str:
+    """Paths inside the repository are written relative to its root (cards must not name one machine)."""
+    from vlm_peft_bench.paths import REPO_DIR
+
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(REPO_DIR)) if resolved.is_relative_to(REPO_DIR) else str(path)
