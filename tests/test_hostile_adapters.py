@@ -141,3 +141,9 @@ def test_full_weights_for_another_base(tmp_path):
     save_file({"language_model.lm_head.weight": torch.zeros(10, 10)}, str(folder / "model.safetensors"))
     with pytest.raises(AdapterError, match="shape"):
         attach(folder)
+
+
+def test_adapter_hub_id_while_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(AdapterError, match="adapter='someone/lora-nanollava'.*Hub is not reachable"):
+        attach("someone/lora-nanollava")

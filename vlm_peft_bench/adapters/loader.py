@@ -11,6 +11,8 @@ from vlm_peft_bench.adapters.detect import AdapterError, validate_adapter_arg
 from vlm_peft_bench.adapters.reft import META_FILE, ReftAdapter, load_reft
 from vlm_peft_bench.provenance import combined_hash, file_sha256
 
+ADAPTER_FILES = ["*.json", "*.safetensors", "*.bin"]  # .bin only ever loaded with weights_only=True
+
 
 @dataclass
 class AttachedAdapter:
@@ -27,9 +29,18 @@ def adapter_hash(folder: Path) -> str:
     return combined_hash({str(p.relative_to(folder)): file_sha256(p) for p in files})
 
 
+def resolve_adapter(adapter: str) -> Path:
+    """A local adapter folder, or a Hub id downloaded (only when the Hub answers; never code files)."""
+    from vlm_peft_bench.nanollava.loading import hub_snapshot, looks_like_hub_id
+
+    if looks_like_hub_id(adapter):
+        return hub_snapshot(adapter, "adapter", ADAPTER_FILES, error=AdapterError)
+    return Path(adapter).expanduser()
+
+
 def attach_adapter(model: torch.nn.Module, adapter: str, adapter_type: str | None = None, merge_lora: bool = False,
                    positions: str | None = None) -> AttachedAdapter:
-    folder = Path(adapter).expanduser()
+    folder = resolve_adapter(adapter)
     kind = validate_adapter_arg(str(folder), adapter_type)
     digest = adapter_hash(folder)
     if kind == "peft":

@@ -28,7 +28,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from vlm_peft_bench.adapters.detect import validate_adapter_arg
-from vlm_peft_bench.adapters.loader import attach_adapter
+from vlm_peft_bench.adapters.loader import attach_adapter, resolve_adapter
 from vlm_peft_bench.nanollava.loading import TINY_NAME, load_nanollava
 
 DEFAULT_MAX_NEW_TOKENS = 128
@@ -73,7 +73,8 @@ class VLReft(lmms):
             self._device = accelerator.device
         else:
             self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if adapter:  # checked before the (possibly large) base model loads
+        if adapter:  # checked (and fetched, for a Hub id) before the possibly large base model loads
+            adapter = str(resolve_adapter(adapter))
             validate_adapter_arg(adapter, adapter_type)
         loaded = load_nanollava(pretrained, self._device, dtype, system_prompt, attn_implementation)
         self._model = loaded.model

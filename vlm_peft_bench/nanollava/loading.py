@@ -59,23 +59,28 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or not hub_reachable()
 
 
-def _download(repo_id: str) -> Path:
+def hub_snapshot(repo_id: str, argument: str, patterns: list[str], error=CheckpointError) -> Path:
+    """A local folder with the Hub repo's files: the local cache first, a download only when the Hub answers."""
     from huggingface_hub import snapshot_download
 
     try:  # a previous download in the local cache needs no network
-        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES, local_files_only=True))
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
     except Exception:
         pass
     if hub_offline():
-        raise CheckpointError(
-            f"pretrained={repo_id!r} looks like a Hugging Face Hub id, but the Hub is not reachable and the model "
-            f"is not in the local cache. On a connected machine run `huggingface-cli download {repo_id} "
-            f"--local-dir DIR`, copy DIR here and pass pretrained=DIR (or use pretrained={TINY_NAME} offline)."
+        raise error(
+            f"{argument}={repo_id!r} looks like a Hugging Face Hub id, but the Hub is not reachable and it is not "
+            f"in the local cache. On a connected machine run `huggingface-cli download {repo_id} --local-dir DIR`, "
+            f"copy DIR here and pass {argument}=DIR."
         )
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as err:
-        raise CheckpointError(f"pretrained={repo_id!r}: download from the Hub failed ({err})") from err
+        raise error(f"{argument}={repo_id!r}: download from the Hub failed ({err})") from err
+
+
+def looks_like_hub_id(value: str) -> bool:
+    return bool(HUB_ID.match(value)) and not value.startswith((".", "/", "~")) and not Path(value).exists()
 
 
 def resolve_pretrained(pretrained: str) -> Path:
@@ -89,9 +94,8 @@ def resolve_pretrained(pretrained: str) -> Path:
         if not path.is_dir():
             raise CheckpointError(f"pretrained={pretrained!r} is a file; pass the folder that holds config.json")
         return path
-    looks_like_path = pretrained.startswith((".", "/", "~")) or pretrained.count("/") > 1 or os.sep == "\\"
-    if HUB_ID.match(pretrained) and not looks_like_path:
-        return _download(pretrained)
+    if looks_like_hub_id(pretrained):
+        return hub_snapshot(pretrained, "pretrained", HUB_FILES)
     raise CheckpointError(
         f"pretrained={pretrained!r} is neither {TINY_NAME!r}, an existing folder, nor a Hub id (owner/name). "
         f"Use pretrained={TINY_NAME}, pretrained=/path/to/nanoLLaVA or pretrained=qnguyen3/nanoLLaVA."
