@@ -56,3 +56,20 @@ def test_split_is_80_20_and_seeded():
 def test_unimplemented_method_says_so(tmp_path):
     with pytest.raises(AdapterError, match="not implemented yet"):
         train("prefix-16", "cvbench_mini", tmp_path / "p", limit=2, evaluate_test=False, card_dir=None)
+
+
+def test_training_on_two_processes(tmp_path):
+    """`accelerate launch` with two CPU processes (gloo DDP) trains one adapter from two data shards."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    launch = [str(Path(sys.executable).parent / "accelerate"), "launch", "--cpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "vlm_peft_bench.cli",
+              "train", "--recipe", "reft-r4-all", "--task", "cvbench_mini", "--limit", "16", "--no-test", "--no-card",
+              "--out", str(tmp_path / "r")]
+    proc = subprocess.run(launch, capture_output=True, text=True, timeout=600, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("validation") == 1  # only the main process reports
+    assert (logits(None) - logits(tmp_path / "r")).abs().max() > 1e-4

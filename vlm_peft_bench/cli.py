@@ -30,6 +30,8 @@ def _train(args: argparse.Namespace) -> int:
     card = train(args.recipe, args.task, out or ZOO / "weights" / "pending", base=args.base, seed=args.seed,
                  overrides=overrides, limit=args.limit, device=args.device, evaluate_test=not args.no_test,
                  card_dir=None if args.no_card else ZOO, name_out=out is None)
+    if not card:  # not the main process of a multi-process run
+        return 0
     print(f"{card['id']}: validation {card['validation']}")
     if "test" in card:
         print(f"test {card['test']['metric']} {card['test']['value']} (95% CI {card['test']['ci95']}); "

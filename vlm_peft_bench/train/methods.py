@@ -69,6 +69,8 @@ def prepare_reft(recipe: dict, model: torch.nn.Module, overrides: dict) -> Metho
     device = next(model.parameters()).device
     modules = [m.to(device).train() for m in modules]
     model.requires_grad_(False)
+    # Registered on the model so that DDP (several processes) sees and synchronises their gradients.
+    model.add_module("reft_interventions", torch.nn.ModuleList(modules))
     adapter = ReftAdapter(model, specs, modules, positions, share).attach()
     params = [p for m in modules for p in m.parameters()]
     # No weight decay on interventions: AdamW's decay zeroes LoReFT's orthogonal rotation.

@@ -93,7 +93,12 @@ def train(recipe_name: str, task_name: str, out: Path, base: str = "nanollava-ti
     recipe = load_recipe(recipe_name)
     settings = dict(recipe.get("train", {}), **{k: overrides[k] for k in ("lr", "epochs") if k in overrides})
     seed_everything(seed)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from accelerate import Accelerator
+
+    wants_cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
+    bf16 = not wants_cpu and torch.cuda.is_bf16_supported()
+    accelerator = Accelerator(cpu=wants_cpu, mixed_precision="bf16" if bf16 else "no")
+    device = str(accelerator.device)
     loaded = load_nanollava(base, device=device, dtype="float32")
     processor = loaded.processor
     task = load_task(task_name)
@@ -106,25 +111,27 @@ def train(recipe_name: str, task_name: str, out: Path, base: str = "nanollava-ti
     optimizer = torch.optim.AdamW(method.param_groups, lr=float(settings["lr"]))
     batch_size = int(settings.get("batch_size", 1))
     epochs = int(settings.get("epochs", 1))
-    steps = epochs * math.ceil(len(train_set) / batch_size)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    steps = epochs * math.ceil(len(train_set) / (batch_size * world))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / max(1, steps)))
-    use_bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    # Several processes (accelerate launch): DDP keeps the trainable weights in step; each takes its shard.
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
     order_rng = random.Random(seed)
     losses, started = [], time.time()
-    bar = tqdm(total=steps, desc=f"train {recipe['name']} on {task_name}")
+    bar = tqdm(total=steps, desc=f"train {recipe['name']} on {task_name}", disable=not accelerator.is_main_process)
     for _ in range(epochs):
         order = list(range(len(train_set)))
         order_rng.shuffle(order)
+        order = order[rank::world][: steps // epochs * batch_size]
         for start in range(0, len(order), batch_size):
             batch, lengths = make_batch(processor, [train_set[i] for i in order[start:start + batch_size]], device)
             if "pixel_values" in batch:
                 batch["pixel_values"] = batch["pixel_values"].to(next(model.parameters()).dtype)
-            with method.forward_context(batch["attention_mask"], lengths), \
-                    torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_bf16):
-                loss = model(**batch).loss
+            with method.forward_context(batch["attention_mask"], lengths), accelerator.autocast():
+                loss = wrapped(**batch).loss
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()}; lower the learning rate")
-            loss.backward()
+            accelerator.backward(loss)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -134,6 +141,9 @@ def train(recipe_name: str, task_name: str, out: Path, base: str = "nanollava-ti
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
     bar.close()
     train_seconds = time.time() - started
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:  # the main process validates, saves, evaluates and writes the card
+        return {}
     validation = task_scores(task, val_set, predict(model, method, processor, val_set, device))
     if name_out:
         out = ZOO / "weights" / f"{recipe['name']}{_suffix(overrides)}__{base}__{task_name}"
