@@ -36,5 +36,7 @@ def test_card_matches_files_params_and_lmms_eval(card_path, tmp_path):
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     [results] = list(tmp_path.rglob("*_results.json"))
-    value = json.loads(results.read_text())["results"][card["task"]["name"]][f"{card['test']['metric']},none"]
+    data = json.loads(results.read_text())
+    value = data["results"][card["task"]["name"]][f"{card['test']['metric']},none"]
+    assert data["vlm_peft_bench"]["adapter"]["sha256"] == card["adapter_hash"]
     assert value == pytest.approx(card["test"]["value"], abs=1e-4)

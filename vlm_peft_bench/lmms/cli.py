@@ -88,6 +88,12 @@ def add_provenance(output_path: Path, model_args: str, since: float) -> None:
 
     parsed = simple_parse_args_string(model_args) if model_args else {}
     block = model_provenance(str(parsed.get("pretrained", "nanollava-tiny")), parsed.get("system_prompt"))
+    if parsed.get("adapter"):
+        from vlm_peft_bench.adapters.loader import adapter_hash, resolve_adapter
+
+        folder = resolve_adapter(str(parsed["adapter"]))
+        block["adapter"] = {"path": str(parsed["adapter"]), "sha256": adapter_hash(folder),
+                            "merge_lora": parsed.get("merge_lora", False)}
     for path in output_path.rglob("*_results.json"):
         if path.stat().st_mtime >= since:
             data = json.loads(path.read_text())
