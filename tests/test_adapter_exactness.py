@@ -115,3 +115,43 @@ def test_reft_generation_matches_pyreft_generate(tmp_path):
     with torch.no_grad():
         bare = attached.model.generate(**batch, **kwargs)
     assert not torch.equal(bare, expected)
+
+
+def test_prefix_matches_peft_forward(tmp_path):
+    """Our prefix application (a pre-filled cache) gives the logits of peft's own PeftModel forward."""
+    from peft import PeftModel
+
+    from vlm_peft_bench.train.methods import PrefixModel, save_prefix
+
+    torch.manual_seed(0)
+    loaded = load_nanollava("nanollava-tiny")
+    save_prefix(tmp_path / "prefix", PrefixModel(loaded.model, 8))
+    reference = PeftModel.from_pretrained(load_nanollava("nanollava-tiny").model, str(tmp_path / "prefix"))
+    attached = attach_adapter(load_nanollava("nanollava-tiny").model, str(tmp_path / "prefix"))
+    batch, lengths = batch_for(loaded.processor, PROMPTS)
+    for i, prompt in enumerate(PROMPTS):
+        single, _ = batch_for(loaded.processor, [prompt])
+        single["pixel_values"] = batch["pixel_values"][i:i + 1]
+        with torch.no_grad():
+            expected = reference(**single).logits[0]
+            alone = attached.prefix.forward(**single).logits[0]
+            together = attached.prefix.forward(**batch).logits[i, -lengths[i]:]
+            bare = loaded.model(**single).logits[0]
+        assert (alone - expected).abs().max() < TOL
+        assert (together - expected).abs().max() < 1e-4  # left-padded row
+        assert (bare - expected).abs().max() > 1e-2
+
+
+def test_prefix_generation_is_batch_invariant(tmp_path):
+    from vlm_peft_bench.train.methods import PrefixModel, save_prefix
+
+    torch.manual_seed(1)
+    loaded = load_nanollava("nanollava-tiny")
+    save_prefix(tmp_path / "prefix", PrefixModel(loaded.model, 8))
+    attached = attach_adapter(load_nanollava("nanollava-tiny").model, str(tmp_path / "prefix"))
+    batch, _ = batch_for(loaded.processor, PROMPTS)
+    together = attached.prefix.generate(**batch, max_new_tokens=5)[:, -5:]
+    for i, prompt in enumerate(PROMPTS):
+        single, _ = batch_for(loaded.processor, [prompt])
+        single["pixel_values"] = batch["pixel_values"][i:i + 1]
+        assert torch.equal(attached.prefix.generate(**single, max_new_tokens=5)[0, -5:], together[i])

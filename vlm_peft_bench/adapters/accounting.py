@@ -138,7 +138,7 @@ def adapter_file_params(folder: str | Path) -> tuple[str, int]:
             state = torch.load(f, map_location="cpu", weights_only=True)
             total += sum(t.numel() for t in state.values())
         return kind, total
-    files = sorted(path.glob("*.safetensors"))
+    files = sorted(path.rglob("*.safetensors") if kind == "pt-lora" else path.glob("*.safetensors"))
     if not files:
         raise AdapterError(f"{path}: no .safetensors weights to count")
     total = 0

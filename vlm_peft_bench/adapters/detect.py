@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-ADAPTER_TYPES = ("pyreft", "peft", "full")
+ADAPTER_TYPES = ("pyreft", "peft", "full", "pt-lora")
 
 
 class AdapterError(ValueError):
@@ -13,12 +13,15 @@ class AdapterError(ValueError):
 
 
 def detect_adapter_type(folder: str | Path) -> str:
-    """`pyreft` (ReftModel.save: config.json + intkey_*.bin), `peft` (adapter_config.json) or `full`."""
+    """`pyreft` (ReftModel.save: config.json + intkey_*.bin), `peft` (adapter_config.json), `pt-lora`
+    (prefix/ and lora/ peft adapters, trained one after the other) or `full` (config.json + safetensors)."""
     path = Path(folder).expanduser()
     if not path.is_dir():
         raise AdapterError(f"adapter={folder!r}: no such folder (pass the folder the adapter was saved to)")
     if (path / "adapter_config.json").is_file():
         return "peft"
+    if (path / "prefix" / "adapter_config.json").is_file() and (path / "lora" / "adapter_config.json").is_file():
+        return "pt-lora"
     if any(path.glob("intkey_*")):
         if not (path / "config.json").is_file():
             raise AdapterError(f"adapter={folder!r}: pyreft intervention files without their config.json")

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from vlm_peft_bench.adapters.detect import AdapterError, validate_adapter_arg
+from vlm_peft_bench.adapters.prefix import PrefixAdapter, load_prefix
 from vlm_peft_bench.adapters.reft import META_FILE, ReftAdapter, load_reft
 from vlm_peft_bench.provenance import combined_hash, file_sha256
 
@@ -21,6 +22,7 @@ class AttachedAdapter:
     path: str
     sha256: str
     reft: ReftAdapter | None = None
+    prefix: PrefixAdapter | None = None
 
 
 def adapter_hash(folder: Path) -> str:
@@ -44,9 +46,16 @@ def attach_adapter(model: torch.nn.Module, adapter: str, adapter_type: str | Non
     kind = validate_adapter_arg(str(folder), adapter_type)
     digest = adapter_hash(folder)
     if kind == "peft":
+        from vlm_peft_bench.adapters.peft_adapter import load_peft, read_adapter_config
+
+        if str(read_adapter_config(folder)["peft_type"]).upper() == "PREFIX_TUNING":
+            return AttachedAdapter(model, kind, str(folder), digest, prefix=load_prefix(model, folder))
+        return AttachedAdapter(load_peft(model, folder, merge=merge_lora), kind, str(folder), digest)
+    if kind == "pt-lora":  # PT-PEFT: LoRA weights, with the frozen prefix it was trained on in front
         from vlm_peft_bench.adapters.peft_adapter import load_peft
 
-        return AttachedAdapter(load_peft(model, folder, merge=merge_lora), kind, str(folder), digest)
+        lora_model = load_peft(model, folder / "lora", merge=merge_lora)
+        return AttachedAdapter(lora_model, kind, str(folder), digest, prefix=load_prefix(lora_model, folder / "prefix"))
     if kind == "pyreft":
         reft = load_reft(model, folder, positions=positions)
         return AttachedAdapter(model, kind, str(folder), digest, reft=reft)

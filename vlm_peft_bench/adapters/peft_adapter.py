@@ -76,7 +76,7 @@ def load_peft(model: torch.nn.Module, folder: Path, merge: bool = False) -> torc
     config = read_adapter_config(folder)
     kind = str(config["peft_type"]).upper()
     if kind in PROMPT_LEARNING:
-        raise AdapterError(f"{folder}: {kind} adapters are not supported on nanoLLaVA yet")
+        raise AdapterError(f"{folder}: {kind} adapters are not supported on nanoLLaVA (prefix-tuning is)")
     state = read_adapter_weights(folder)
     check_shapes(model, config, state, folder)
     try:

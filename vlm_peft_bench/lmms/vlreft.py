@@ -185,8 +185,9 @@ class VLReft(lmms):
         stops = [s for s in until if s and s != self.tokenizer.eos_token]
         if stops:
             kwargs.update(stop_strings=stops, tokenizer=self.tokenizer)
+        prefix = self.adapter.prefix if self.adapter else None
         with self._intervening(inputs, first_forward_only=True):
-            out = self._model.generate(**inputs, **kwargs)
+            out = (prefix or self._model).generate(**inputs, **kwargs)
         new = out[:, inputs["input_ids"].shape[1]:]
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         return [truncate_at(t, until) for t in texts]
@@ -201,8 +202,9 @@ class VLReft(lmms):
             image = self._visual(doc_to_visual, doc_id, task, split)
             inputs = self._inputs([context], [image], [continuation])
             n_context = self._prompt_lengths[0]
+            prefix = self.adapter.prefix if self.adapter else None
             with self._intervening(inputs, first_forward_only=False):
-                logits = self._model(**inputs).logits[0].float()
+                logits = (prefix.forward if prefix else self._model)(**inputs).logits[0].float()
             target = inputs["input_ids"][0, n_context:]
             if target.numel() == 0:
                 raise BadSampleError(f"task {task}, doc {doc_id}: the continuation {continuation!r} has no tokens")

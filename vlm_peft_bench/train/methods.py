@@ -37,15 +37,90 @@ def _no_context(_mask, _lengths):
     return contextlib.nullcontext()
 
 
-def prepare(recipe: dict, model: torch.nn.Module, overrides: dict) -> Method:
+def prepare(recipe: dict, model: torch.nn.Module, overrides: dict) -> list[Method]:
+    """The training stages of a recipe, in order (two for PT-PEFT: the prefix first, then LoRA behind it)."""
     method = recipe["method"]
     if method == "reft":
-        return prepare_reft(recipe, model, overrides)
+        return [prepare_reft(recipe, model, overrides)]
     if method == "lora":
-        return prepare_lora(recipe, model, overrides)
+        return [prepare_lora(recipe, model, overrides)]
     if method == "full":
-        return prepare_full(recipe, model, overrides)
-    raise AdapterError(f"training method {method!r} is not implemented yet (reft, lora and full are)")
+        return [prepare_full(recipe, model, overrides)]
+    if method == "prefix":
+        return [prepare_prefix(recipe, model)]
+    if method == "pt-lora":
+        return prepare_pt_lora(recipe, model, overrides)
+    raise AdapterError(f"training method {method!r} is not implemented")
+
+
+class PrefixModel(torch.nn.Module):
+    """A trainable prefix in front of a (frozen or LoRA-carrying) model, applied exactly as evaluation does."""
+
+    def __init__(self, model: torch.nn.Module, num_virtual_tokens: int, init: torch.Tensor | None = None):
+        super().__init__()
+        from vlm_peft_bench.adapters.prefix import PrefixAdapter
+
+        text = _config(model).text_config
+        width = text.num_hidden_layers * 2 * text.hidden_size
+        param = next(model.parameters())
+        start = init if init is not None else torch.randn(num_virtual_tokens, width)  # peft: nn.Embedding's N(0, 1)
+        self.model = model
+        self.embeddings = torch.nn.Parameter(start.to(param.device, param.dtype).clone())
+        self.adapter = PrefixAdapter(model, self.embeddings, text.num_hidden_layers, text.num_attention_heads)
+
+    @property
+    def config(self):
+        return _config(self.model)
+
+    def forward(self, **inputs):
+        return self.adapter.forward(**inputs)
+
+    def generate(self, **kwargs):
+        return self.adapter.generate(**kwargs)
+
+
+def _config(model: torch.nn.Module):
+    return model.get_base_model().config if hasattr(model, "get_base_model") else model.config
+
+
+def save_prefix(folder: Path, prefix: PrefixModel) -> None:
+    """peft's own prefix-tuning format: adapter_config.json + `prompt_embeddings` in safetensors."""
+    from peft import PrefixTuningConfig, TaskType
+
+    text = prefix.config.text_config
+    folder.mkdir(parents=True, exist_ok=True)
+    PrefixTuningConfig(num_virtual_tokens=prefix.embeddings.shape[0], task_type=TaskType.CAUSAL_LM,
+                       num_layers=text.num_hidden_layers, token_dim=text.hidden_size,
+                       num_attention_heads=text.num_attention_heads, num_transformer_submodules=1,
+                       ).save_pretrained(str(folder))
+    save_file({"prompt_embeddings": prefix.embeddings.detach().float().cpu().contiguous()},
+              str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
+
+
+def prepare_prefix(recipe: dict, model: torch.nn.Module) -> Method:
+    model.requires_grad_(False)
+    prefix = PrefixModel(model, int(recipe["prefix"]["num_virtual_tokens"]))
+    wd = float(recipe.get("train", {}).get("weight_decay", 0.0))
+    return Method(prefix, [{"params": [prefix.embeddings], "weight_decay": wd}],
+                  lambda folder: save_prefix(folder, prefix), _no_context)
+
+
+def prepare_pt_lora(recipe: dict, model: torch.nn.Module, overrides: dict) -> list[Method]:
+    """Stage 1 trains the prefix; stage 2 freezes it and trains LoRA behind it (built when stage 2 starts)."""
+    first = prepare_prefix(recipe, model)
+
+    def second() -> Method:
+        lora = prepare_lora({"lora": recipe["lora"], "train": recipe.get("train", {})}, model, overrides)
+        prefix = PrefixModel(lora.model, first.model.embeddings.shape[0], init=first.model.embeddings.detach())
+        prefix.embeddings.requires_grad_(False)
+
+        def save(folder: Path) -> None:
+            save_prefix(folder / "prefix", prefix)
+            lora.save(folder / "lora")
+
+        return Method(prefix, lora.param_groups, save, _no_context)
+
+    return [first, second]
 
 
 def prepare_reft(recipe: dict, model: torch.nn.Module, overrides: dict) -> Method:
@@ -101,8 +176,9 @@ def prepare_lora(recipe: dict, model: torch.nn.Module, overrides: dict) -> Metho
     peft_model = get_peft_model(model, config)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     wd = float(recipe.get("train", {}).get("weight_decay", 0.0))
+    # save_embedding_layers=False: peft would otherwise look up the base model's config on the Hub
     return Method(peft_model, [{"params": params, "weight_decay": wd}],
-                  lambda folder: peft_model.save_pretrained(str(folder)), _no_context)
+                  lambda folder: peft_model.save_pretrained(str(folder), save_embedding_layers=False), _no_context)
 
 
 def prepare_full(recipe: dict, model: torch.nn.Module, overrides: dict) -> Method:

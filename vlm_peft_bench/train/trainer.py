@@ -23,7 +23,7 @@ from vlm_peft_bench.adapters.recipes import load_recipe
 from vlm_peft_bench.nanollava.loading import load_nanollava
 from vlm_peft_bench.provenance import file_sha256, model_provenance
 from vlm_peft_bench.train.data import load_task, split_train_validation, task_examples
-from vlm_peft_bench.train.methods import prepare
+from vlm_peft_bench.train.methods import Method, prepare
 
 IGNORE = -100
 ZOO = Path(__file__).resolve().parents[2] / "adapters_zoo"
@@ -85,27 +85,9 @@ def task_scores(task, examples, texts) -> dict[str, float]:
     return {m: float(aggregations[m](values)) for m, values in per_metric.items()}
 
 
-def train(recipe_name: str, task_name: str, out: Path, base: str = "nanollava-tiny", seed: int = 0,
-          overrides: dict | None = None, limit: int | None = None, device: str | None = None,
-          evaluate_test: bool = True, card_dir: Path | None = ZOO, name_out: bool = False) -> dict:
-    """Train, validate, save to `out` (or, with `name_out`, to adapters_zoo/weights/<card id>), evaluate."""
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    recipe = load_recipe(recipe_name)
-    settings = dict(recipe.get("train", {}), **{k: overrides[k] for k in ("lr", "epochs") if k in overrides})
-    seed_everything(seed)
-    from accelerate import Accelerator
-
-    wants_cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
-    bf16 = not wants_cpu and torch.cuda.is_bf16_supported()
-    accelerator = Accelerator(cpu=wants_cpu, mixed_precision="bf16" if bf16 else "no")
-    device = str(accelerator.device)
-    loaded = load_nanollava(base, device=device, dtype="float32")
-    processor = loaded.processor
-    task = load_task(task_name)
-    train_set, val_set = split_train_validation(task_examples(task), seed)
-    if limit:
-        train_set, val_set = train_set[:limit], val_set[: max(1, limit // 4)]
-    method = prepare(recipe, loaded.model, overrides)
+def _fit(method: Method, train_set, processor, settings: dict, accelerator, device: str, seed: int,
+         desc: str) -> list[float]:
+    """One training stage: AdamW with linear decay over the stage's steps, each process on its data shard."""
     model = method.model
     model.train()
     optimizer = torch.optim.AdamW(method.param_groups, lr=float(settings["lr"]))
@@ -117,8 +99,8 @@ def train(recipe_name: str, task_name: str, out: Path, base: str = "nanollava-ti
     # Several processes (accelerate launch): DDP keeps the trainable weights in step; each takes its shard.
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     order_rng = random.Random(seed)
-    losses, started = [], time.time()
-    bar = tqdm(total=steps, desc=f"train {recipe['name']} on {task_name}", disable=not accelerator.is_main_process)
+    losses = []
+    bar = tqdm(total=steps, desc=desc, disable=not accelerator.is_main_process)
     for _ in range(epochs):
         order = list(range(len(train_set)))
         order_rng.shuffle(order)
@@ -140,11 +122,41 @@ def train(recipe_name: str, task_name: str, out: Path, base: str = "nanollava-ti
             if len(losses) % 50 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
     bar.close()
+    return losses
+
+
+def train(recipe_name: str, task_name: str, out: Path, base: str = "nanollava-tiny", seed: int = 0,
+          overrides: dict | None = None, limit: int | None = None, device: str | None = None,
+          evaluate_test: bool = True, card_dir: Path | None = ZOO, name_out: bool = False) -> dict:
+    """Train, validate, save to `out` (or, with `name_out`, to adapters_zoo/weights/<card id>), evaluate."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    recipe = load_recipe(recipe_name)
+    settings = dict(recipe.get("train", {}), **{k: overrides[k] for k in ("lr", "epochs") if k in overrides})
+    seed_everything(seed)
+    from accelerate import Accelerator
+
+    wants_cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
+    bf16 = not wants_cpu and torch.cuda.is_bf16_supported()
+    accelerator = Accelerator(cpu=wants_cpu, mixed_precision="bf16" if bf16 else "no")
+    device = str(accelerator.device)
+    loaded = load_nanollava(base, device=device, dtype="float32")
+    processor = loaded.processor
+    task = load_task(task_name)
+    train_set, val_set = split_train_validation(task_examples(task), seed)
+    if limit:
+        train_set, val_set = train_set[:limit], val_set[: max(1, limit // 4)]
+    losses, started = [], time.time()
+    method = None
+    for number, stage in enumerate(prepare(recipe, loaded.model, overrides), 1):
+        method = stage if isinstance(stage, Method) else stage()  # later stages are built when they start
+        stage_note = f" (stage {number})" if recipe["method"] == "pt-lora" else ""
+        desc = f"train {recipe['name']} on {task_name}{stage_note}"
+        losses += _fit(method, train_set, processor, settings, accelerator, device, seed, desc)
     train_seconds = time.time() - started
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:  # the main process validates, saves, evaluates and writes the card
         return {}
-    validation = task_scores(task, val_set, predict(model, method, processor, val_set, device))
+    validation = task_scores(task, val_set, predict(method.model, method, processor, val_set, device))
     if name_out:
         out = ZOO / "weights" / f"{recipe['name']}{_suffix(overrides)}__{base}__{task_name}"
     out.mkdir(parents=True, exist_ok=True)
@@ -154,6 +166,7 @@ def train(recipe_name: str, task_name: str, out: Path, base: str = "nanollava-ti
     if evaluate_test:
         card["test"] = evaluate_with_lmms(task_name, base, out, seed)
         card["base_test"] = evaluate_with_lmms(task_name, base, None, seed)
+        card["beats_untrained_base_beyond_ci95"] = card["test"]["value"] > card["base_test"]["ci95"][1]
     if card_dir is not None:
         card_dir.mkdir(parents=True, exist_ok=True)
         (card_dir / f"{card['id']}.yaml").write_text(yaml.safe_dump(card, sort_keys=False, width=110))
@@ -188,7 +201,7 @@ def build_card(recipe, task_name, base, seed, overrides, settings, out, losses, 
 
 
 def folder_hashes_all(folder: Path) -> dict[str, str]:
-    return {p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    return {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _suffix(overrides: dict) -> str:

@@ -1,0 +1,113 @@
+"""peft prefix-tuning adapters on nanoLLaVA, applied as a pre-filled key/value cache.
+
+peft's own generation path for prefix-tuning does not work with transformers 4.45's Llava (its
+`prepare_inputs_for_generation` drops the image on a pre-filled cache), so we build the cache exactly as peft's
+`get_prompt` does and decode ourselves (greedy or sampling). The prompt's position ids continue after the
+virtual tokens, counted from each row's first real token, so left padding does not change a row's answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import DynamicCache
+
+from vlm_peft_bench.adapters.detect import AdapterError
+from vlm_peft_bench.adapters.peft_adapter import read_adapter_config, read_adapter_weights
+
+
+@dataclass
+class PrefixAdapter:
+    model: torch.nn.Module
+    embeddings: torch.Tensor  # [virtual tokens, layers * 2 * hidden], as peft saves `prompt_embeddings`
+    num_layers: int
+    num_heads: int
+
+    @property
+    def length(self) -> int:
+        return self.embeddings.shape[0]
+
+    def cache(self, batch_size: int) -> DynamicCache:
+        """peft's layout: view(B, T, L*2, H, D), permute to (L*2, B, H, T, D), pairs of (key, value) per layer."""
+        head_dim = self.embeddings.shape[1] // (self.num_layers * 2 * self.num_heads)
+        kv = self.embeddings.unsqueeze(0).expand(batch_size, -1, -1)
+        kv = kv.reshape(batch_size, self.length, self.num_layers * 2, self.num_heads, head_dim)
+        kv = kv.permute([2, 0, 3, 1, 4]).split(2)
+        return DynamicCache.from_legacy_cache(tuple((pair[0], pair[1]) for pair in kv))
+
+    def forward(self, **inputs):
+        """One forward pass with the prefix in front of every row."""
+        inputs = dict(inputs)
+        labels = inputs.pop("labels", None)
+        mask = inputs["attention_mask"]
+        batch = mask.shape[0]
+        ones = torch.ones(batch, self.length, dtype=mask.dtype, device=mask.device)
+        positions = self.length + (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(**{**inputs, "attention_mask": torch.cat([ones, mask], 1)},
+                         past_key_values=self.cache(batch), position_ids=positions, use_cache=True)
+        if labels is not None:  # next-token loss on the labelled positions (Llava's own assumes no prefix)
+            logits = out.logits[:, :-1].float()
+            out.loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+        return out
+
+    @torch.no_grad()
+    def generate(self, input_ids, attention_mask, pixel_values=None, max_new_tokens: int = 16,
+                 do_sample: bool = False, temperature: float | None = None, top_p: float | None = None,
+                 num_beams: int = 1, eos_token_id: int | None = None, pad_token_id: int = 0, **_ignored):
+        if num_beams != 1:
+            raise AdapterError("beam search is not supported with prefix-tuning adapters (use num_beams=1)")
+        batch = input_ids.shape[0]
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if pixel_values is not None:
+            inputs["pixel_values"] = pixel_values
+        out = self.forward(**inputs)
+        cache, mask = out.past_key_values, torch.cat(
+            [torch.ones(batch, self.length, dtype=attention_mask.dtype, device=attention_mask.device),
+             attention_mask], 1)
+        next_position = self.length + attention_mask.sum(-1, keepdim=True)
+        logits = out.logits[:, -1]
+        done = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
+        new_tokens = []
+        for _ in range(max_new_tokens):
+            if do_sample:
+                probs = torch.softmax(logits.float() / (temperature or 1.0), -1)
+                if top_p is not None and top_p < 1:
+                    sorted_p, order = probs.sort(-1, descending=True)
+                    keep = sorted_p.cumsum(-1) - sorted_p < top_p
+                    probs = torch.zeros_like(probs).scatter(-1, order, sorted_p * keep)
+                token = torch.multinomial(probs, 1).squeeze(1)
+            else:
+                token = logits.argmax(-1)
+            token = torch.where(done, torch.full_like(token, pad_token_id), token)
+            new_tokens.append(token)
+            if eos_token_id is not None:
+                done |= token == eos_token_id
+            if bool(done.all()):
+                break
+            mask = torch.cat([mask, torch.ones(batch, 1, dtype=mask.dtype, device=mask.device)], 1)
+            out = self.model(input_ids=token[:, None], attention_mask=mask, past_key_values=cache,
+                             position_ids=next_position, use_cache=True)
+            cache, logits, next_position = out.past_key_values, out.logits[:, -1], next_position + 1
+        return torch.cat([input_ids, torch.stack(new_tokens, 1)], 1)
+
+
+def load_prefix(model: torch.nn.Module, folder: Path) -> PrefixAdapter:
+    config = read_adapter_config(folder)
+    if str(config["peft_type"]).upper() != "PREFIX_TUNING":
+        raise AdapterError(f"{folder}: not a prefix-tuning adapter")
+    state = read_adapter_weights(folder)
+    if "prompt_embeddings" not in state:
+        raise AdapterError(f"{folder}: no `prompt_embeddings` tensor in the adapter weights")
+    embeddings = state["prompt_embeddings"]
+    text = model.config.text_config
+    expected = text.num_hidden_layers * 2 * text.hidden_size
+    if embeddings.ndim != 2 or embeddings.shape[1] != expected:
+        raise AdapterError(f"{folder}: prompt_embeddings has shape {tuple(embeddings.shape)}; this model needs "
+                           f"[virtual tokens, {expected}] ({text.num_hidden_layers} layers x 2 x {text.hidden_size}): "
+                           "another base model?")
+    param = next(model.parameters())
+    return PrefixAdapter(model, embeddings.to(param.device, param.dtype), text.num_hidden_layers,
+                         text.num_attention_heads)
