@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from vlm_peft_bench.adapters.detect import AdapterError
-from vlm_peft_bench.adapters.positions import position_groups
+from vlm_peft_bench.adapters.positions import parse_positions, position_groups
 
 META_FILE = "vlm_peft_bench.json"
 _LAYER_PATH = re.compile(r"layers\[(\d+)\]\.(output|mlp\.output|self_attn\.output)$")
@@ -105,7 +105,7 @@ def load_intervention_state(path: Path) -> dict:
 
 @dataclass
 class _Active:
-    positions: torch.Tensor | None = None  # [groups][batch, n] absolute positions, -1 = none
+    positions: _Locations | None = None  # where to intervene in the current forward, per position group
     first_forward_only: bool = False
 
 
@@ -125,8 +125,7 @@ class ReftAdapter:
         """Which position group intervention `index` serves (pyreft orders unshared ones group by group)."""
         if self.share_weights:
             return -1
-        n_groups = len(position_groups(self.positions, 10_000))
-        return index // (len(self.specs) // n_groups)
+        return index // (len(self.specs) // len(parse_positions(self.positions)))
 
     def attach(self) -> ReftAdapter:
         decoder = _decoder_layers(self.model)
@@ -236,7 +235,7 @@ def load_reft(model: torch.nn.Module, folder: Path, positions: str | None = None
             raise AdapterError(f"{folder}: missing {path.name}")
         modules.append(build_intervention(spec, load_intervention_state(path), dtype, path))
     if not share:
-        n_groups = len(position_groups(positions, 10_000))
+        n_groups = len(parse_positions(positions))
         if len(specs) % n_groups:
             raise AdapterError(f"{folder}: {len(specs)} interventions cannot be split into {n_groups} position "
                                f"groups ({positions}) without shared weights")
