@@ -65,3 +65,10 @@ def test_pt_lora_trains_prefix_then_lora_and_saves_both(tmp_path):
     assert detect_adapter_type(tmp_path / "pt") == "pt-lora"
     prefix = load_file(str(tmp_path / "pt" / "prefix" / "adapter_model.safetensors"))["prompt_embeddings"]
     assert prefix.shape == (16, 4 * 2 * 128)
+
+
+def test_checkpoint_after_each_epoch_but_the_last(tmp_path):
+    train("lora-r8", "cvbench_mini", tmp_path / "l", limit=4, evaluate_test=False, card_dir=None,
+          overrides={"epochs": 2})
+    assert (tmp_path / "l" / "checkpoints" / "epoch-1" / "adapter_model.safetensors").is_file()
+    assert not (tmp_path / "l" / "checkpoints" / "epoch-2").exists()

@@ -86,8 +86,11 @@ def task_scores(task, examples, texts) -> dict[str, float]:
 
 
 def _fit(method: Method, train_set, processor, settings: dict, accelerator, device: str, seed: int,
-         desc: str) -> list[float]:
-    """One training stage: AdamW with linear decay over the stage's steps, each process on its data shard."""
+         desc: str, checkpoints: Path | None = None) -> list[float]:
+    """One training stage: AdamW with linear decay over the stage's steps, each process on its data shard.
+
+    With several epochs, the adapter is saved after each one under `checkpoints/epoch-<n>`.
+    """
     model = method.model
     model.train()
     optimizer = torch.optim.AdamW(method.param_groups, lr=float(settings["lr"]))
@@ -101,7 +104,7 @@ def _fit(method: Method, train_set, processor, settings: dict, accelerator, devi
     order_rng = random.Random(seed)
     losses = []
     bar = tqdm(total=steps, desc=desc, disable=not accelerator.is_main_process)
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         order = list(range(len(train_set)))
         order_rng.shuffle(order)
         order = order[rank::world][: steps // epochs * batch_size]
@@ -121,6 +124,9 @@ def _fit(method: Method, train_set, processor, settings: dict, accelerator, devi
             bar.update(1)
             if len(losses) % 50 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        if checkpoints is not None and epoch < epochs and accelerator.is_main_process:
+            (checkpoints / f"epoch-{epoch}").mkdir(parents=True, exist_ok=True)
+            method.save(checkpoints / f"epoch-{epoch}")
     bar.close()
     return losses
 
@@ -145,20 +151,21 @@ def train(recipe_name: str, task_name: str, out: Path, base: str = "nanollava-ti
     train_set, val_set = split_train_validation(task_examples(task), seed)
     if limit:
         train_set, val_set = train_set[:limit], val_set[: max(1, limit // 4)]
+    if name_out:
+        out = ZOO / "weights" / f"{recipe['name']}{_suffix(overrides)}__{base}__{task_name}"
     losses, started = [], time.time()
     method = None
     for number, stage in enumerate(prepare(recipe, loaded.model, overrides), 1):
         method = stage if isinstance(stage, Method) else stage()  # later stages are built when they start
         stage_note = f" (stage {number})" if recipe["method"] == "pt-lora" else ""
         desc = f"train {recipe['name']} on {task_name}{stage_note}"
-        losses += _fit(method, train_set, processor, settings, accelerator, device, seed, desc)
+        checkpoints = out / "checkpoints" / (f"stage-{number}" if stage_note else "")
+        losses += _fit(method, train_set, processor, settings, accelerator, device, seed, desc, checkpoints)
     train_seconds = time.time() - started
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:  # the main process validates, saves, evaluates and writes the card
         return {}
     validation = task_scores(task, val_set, predict(method.model, method, processor, val_set, device))
-    if name_out:
-        out = ZOO / "weights" / f"{recipe['name']}{_suffix(overrides)}__{base}__{task_name}"
     out.mkdir(parents=True, exist_ok=True)
     method.save(out)
     card = build_card(recipe, task_name, base, seed, overrides, settings, out, losses, train_seconds, validation,
