@@ -25,10 +25,14 @@ class AttachedAdapter:
     prefix: PrefixAdapter | None = None
 
 
+def adapter_file_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file in the adapter folder, by path relative to it."""
+    return {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def adapter_hash(folder: Path) -> str:
     """One sha256 over every file of the adapter folder (names and contents)."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    return combined_hash({str(p.relative_to(folder)): file_sha256(p) for p in files})
+    return combined_hash(adapter_file_hashes(folder))
 
 
 def resolve_adapter(adapter: str) -> Path:
@@ -66,4 +70,4 @@ def attach_adapter(model: torch.nn.Module, adapter: str, adapter_type: str | Non
     raise AdapterError(f"adapter type {kind!r} is not supported")
 
 
-__all__ = ["META_FILE", "AttachedAdapter", "attach_adapter", "adapter_hash"]
+__all__ = ["META_FILE", "AttachedAdapter", "attach_adapter", "adapter_file_hashes", "adapter_hash"]

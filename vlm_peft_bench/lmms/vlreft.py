@@ -135,16 +135,19 @@ class VLReft(lmms):
         return visuals[0] if visuals else None
 
     def _inputs(self, contexts, images, continuations=None):
+        """Left-padded model inputs and each row's prompt length (continuations, if any, follow the prompt)."""
         prompts = [self.processor.prompt(c, img is not None) for c, img in zip(contexts, images)]
         encoded = self.processor.encode(prompts)
-        self._prompt_lengths = [len(ids) for ids in encoded]
+        prompt_lengths = [len(ids) for ids in encoded]
         if continuations is not None:
-            encoded = self.processor.encode(prompts, continuations)
+            tokenizer = self.processor.tokenizer
+            encoded = [ids + tokenizer(c, add_special_tokens=False)["input_ids"]
+                       for ids, c in zip(encoded, continuations)]
         batch = self.processor.pad_left(encoded)
         present = [img for img in images if img is not None]
         if present:
             batch["pixel_values"] = self.processor.pixel_values(present).to(self._model.dtype)
-        return batch.to(self._device)
+        return batch.to(self._device), prompt_lengths
 
     @torch.inference_mode()
     def generate_until(self, requests: list[Instance]) -> list[str]:
@@ -160,7 +163,7 @@ class VLReft(lmms):
             gen = dict(all_kwargs[0])
             until = gen.pop("until", None) or []
             until = [until] if isinstance(until, str) else list(until)
-            texts = self._generate(self._inputs(contexts, images), gen, until)
+            texts = self._generate(*self._inputs(contexts, images), gen, until)
             for context, kwargs, text in zip(contexts, all_kwargs, texts):
                 self.cache_hook.add_partial("generate_until", (context, kwargs), text)
             results.extend(texts)
@@ -168,7 +171,7 @@ class VLReft(lmms):
         pbar.close()
         return collator.get_original(results)
 
-    def _generate(self, inputs, gen: dict, until: list[str]) -> list[str]:
+    def _generate(self, inputs, prompt_lengths: list[int], gen: dict, until: list[str]) -> list[str]:
         temperature = float(gen.pop("temperature", 0) or 0)
         num_beams = int(gen.pop("num_beams", 1) or 1)
         max_new_tokens = int(gen.pop("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
@@ -186,7 +189,7 @@ class VLReft(lmms):
         if stops:
             kwargs.update(stop_strings=stops, tokenizer=self.tokenizer)
         prefix = self.adapter.prefix if self.adapter else None
-        with self._intervening(inputs, first_forward_only=True):
+        with self._intervening(inputs, prompt_lengths, first_forward_only=True):
             out = (prefix or self._model).generate(**inputs, **kwargs)
         new = out[:, inputs["input_ids"].shape[1]:]
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
@@ -200,10 +203,10 @@ class VLReft(lmms):
             if not isinstance(continuation, str):
                 continuation = continuation(self.task_dict[task][split][doc_id])
             image = self._visual(doc_to_visual, doc_id, task, split)
-            inputs = self._inputs([context], [image], [continuation])
-            n_context = self._prompt_lengths[0]
+            inputs, prompt_lengths = self._inputs([context], [image], [continuation])
+            n_context = prompt_lengths[0]
             prefix = self.adapter.prefix if self.adapter else None
-            with self._intervening(inputs, first_forward_only=False):
+            with self._intervening(inputs, prompt_lengths, first_forward_only=False):
                 logits = (prefix.forward if prefix else self._model)(**inputs).logits[0].float()
             target = inputs["input_ids"][0, n_context:]
             if target.numel() == 0:
@@ -215,11 +218,11 @@ class VLReft(lmms):
             self.cache_hook.add_partial("loglikelihood", (context, continuation), results[-1])
         return results
 
-    def _intervening(self, inputs, first_forward_only: bool):
+    def _intervening(self, inputs, prompt_lengths: list[int], first_forward_only: bool):
         """ReFT interventions at this batch's prompt positions (nothing for other adapters)."""
         if self.adapter is None or self.adapter.reft is None:
             return contextlib.nullcontext()
-        return self.adapter.reft.intervene(inputs["attention_mask"], self._prompt_lengths, first_forward_only)
+        return self.adapter.reft.intervene(inputs["attention_mask"], prompt_lengths, first_forward_only)
 
     def generate_until_multi_round(self, requests) -> list[str]:
         raise NotImplementedError("vlreft: multi-round generation is not supported (nanoLLaVA is single-turn here)")

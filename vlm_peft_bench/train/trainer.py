@@ -18,10 +18,10 @@ import yaml
 from tqdm import tqdm
 
 from vlm_peft_bench.adapters.accounting import account
-from vlm_peft_bench.adapters.loader import adapter_hash
+from vlm_peft_bench.adapters.loader import adapter_file_hashes
 from vlm_peft_bench.adapters.recipes import load_recipe
 from vlm_peft_bench.nanollava.loading import load_nanollava
-from vlm_peft_bench.provenance import file_sha256, model_provenance
+from vlm_peft_bench.provenance import combined_hash, model_provenance
 from vlm_peft_bench.train.data import load_task, split_train_validation, task_examples
 from vlm_peft_bench.train.methods import Method, prepare
 
@@ -39,8 +39,9 @@ def make_batch(processor, examples, device) -> tuple[dict, list[int]]:
     """Prompt + target + <|im_end|>, left-padded, with the loss on the target tokens only."""
     prompts = [processor.prompt(e.text, e.image is not None) for e in examples]
     prompt_ids = processor.encode(prompts)
-    targets = [e.target + processor.tokenizer.eos_token for e in examples]
-    full = processor.encode(prompts, targets)
+    targets = processor.tokenizer([e.target + processor.tokenizer.eos_token for e in examples],
+                                  add_special_tokens=False)["input_ids"]
+    full = [p + t for p, t in zip(prompt_ids, targets)]
     batch = processor.pad_left(full)
     labels = batch["input_ids"].clone()
     width = labels.shape[1]
@@ -62,8 +63,7 @@ def predict(model, method, processor, examples, device, batch_size: int = 16, ma
         batch = processor([e.text for e in chunk], [e.image for e in chunk]).to(device)
         if "pixel_values" in batch:
             batch["pixel_values"] = batch["pixel_values"].to(next(model.parameters()).dtype)
-        lengths = [len(ids) for ids in processor.encode([processor.prompt(e.text, e.image is not None)
-                                                         for e in chunk])]
+        lengths = batch["attention_mask"].sum(1).tolist()  # prompts only: the unpadded length is the prompt
         context = (method.reft.intervene(batch["attention_mask"], lengths, first_forward_only=True)
                    if method.reft else method.forward_context(batch["attention_mask"], lengths))
         with context:
@@ -199,16 +199,12 @@ def build_card(recipe, task_name, base, seed, overrides, settings, out, losses, 
                      "final_loss_mean_last_50": round(float(np.mean(losses[-50:])), 4) if losses else None,
                      **{k: settings[k] for k in ("lr", "epochs", "batch_size", "weight_decay") if k in settings}},
         "validation": {k: round(v, 4) for k, v in validation.items()},
-        "files_sha256": folder_hashes_all(out),
-        "adapter_hash": adapter_hash(out),
+        "files_sha256": (files := adapter_file_hashes(out)),
+        "adapter_hash": combined_hash(files),
         "license": "Apache-2.0",
         "weights": _display_path(out),
         "versions": base_info["versions"],
     }
-
-
-def folder_hashes_all(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _suffix(overrides: dict) -> str:
