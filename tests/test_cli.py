@@ -33,7 +33,7 @@ def check_outputs(out: Path, provenance: bool):
     assert data["config"]["model"] == "vlreft"
     [samples] = list(out.glob("nanollava-tiny/*_samples_cvbench_mini.jsonl"))
     lines = samples.read_text().splitlines()
-    assert len(lines) == 320
+    assert len(lines) == 800
     record = json.loads(lines[0])["cvbench_combined"]
     assert {"parsed", "response", "correct", "rule"} <= set(record)
 

@@ -21,8 +21,8 @@ def load(names, extra_paths=()):
 
 def test_mini_task_loads_bundled_data():
     task = load(["cvbench_mini"])["cvbench_mini"]
-    assert len(task.test_docs()) == 320
-    assert len(task.training_docs()) == 1600
+    assert len(task.test_docs()) == 800
+    assert len(task.training_docs()) == 4000
 
 
 def test_real_task_fails_fast_offline(monkeypatch):
@@ -35,7 +35,7 @@ def test_real_task_fails_fast_offline(monkeypatch):
 def test_real_task_reads_a_local_copy(monkeypatch):
     monkeypatch.setenv("VLM_PEFT_BENCH_CVBENCH", str(MINI / "test.parquet"))
     task = load(["cvbench"])["cvbench"]
-    assert len(task.test_docs()) == 320
+    assert len(task.test_docs()) == 800
 
 
 def test_local_copy_that_does_not_exist(monkeypatch, tmp_path):
@@ -56,5 +56,9 @@ def test_corrupt_image_row_is_named(tmp_path):
         f"dataset_kwargs:\n  data_files:\n    test: {tmp_path / 'test.parquet'}\ntest_split: test\n"
         "metadata:\n  image_column: image\n"
     )
+    task = load(["cvbench_broken"], [tmp_path])["cvbench_broken"]
+    task.build_all_requests(limit=4)  # only the evaluated rows are checked: 0-3 are fine
     with pytest.raises(DatasetError, match="split test row 4 .*cannot be decoded.*remove that row"):
-        load(["cvbench_broken"], [tmp_path])
+        task.build_all_requests(limit=None)
+    with pytest.raises(DatasetError, match="row 4 "):
+        task.build_all_requests(limit=None, rank=0, world_size=2)  # this process's share: rows 0, 2, 4

@@ -13,7 +13,7 @@ from vlm_peft_bench.synthetic.cvbench_scenes import (
     DISTANCE_TEMPLATE,
     RELATION_TEMPLATE,
 )
-from vlm_peft_bench.synthetic.pretrain_scenes import scene_examples
+from vlm_peft_bench.synthetic.pretrain_scenes import multiple_choice, scene_examples
 
 
 def test_pretraining_questions_are_not_cvbench_questions():
@@ -32,6 +32,25 @@ def test_answers_are_words_not_letters():
     assert {"yes", "no", "0", "1", "left", "right"} <= answers
 
 
+def test_multiple_choice_only_for_other_kinds_with_the_right_option_lettered():
+    rng, mc_rng = random.Random(2), random.Random(3)
+    letters = []
+    for _ in range(300):
+        qa = scene_examples(rng)[1]
+        open_answers = dict(qa)
+        for prompt, letter in multiple_choice(mc_rng, qa):
+            question, *options = prompt.split("\n")[:-1]
+            question = question.removesuffix(" Select from the following choices.")
+            assert question.startswith(("What colour is", "What shape is", "What is inside")), question
+            right = open_answers[question].removeprefix("the ")
+            assert options[ord(letter) - ord("A")] == f"({letter}) {right}"
+            assert len(options) == len(set(options)) and 2 <= len(options) <= 4
+            letters.append((letter, len(options)))
+    for n in (2, 3, 4):  # the right option's position is uniform for each number of options
+        seen = [ord(letter) - ord("A") for letter, k in letters if k == n]
+        assert len(seen) > 100 and all(abs(seen.count(i) / len(seen) - 1 / n) < 0.1 for i in range(n))
+
+
 def test_script_runs_and_writes_a_loadable_model(tmp_path):
     out = tmp_path / "pt"
     cmd = [sys.executable, "-m", "vlm_peft_bench.nanollava.pretrain_tiny", "--device", "cpu", "--steps", "3",
@@ -46,4 +65,12 @@ def test_script_runs_and_writes_a_loadable_model(tmp_path):
 
 def test_committed_base_records_its_pretraining():
     report = json.loads((TINY_DIR / "pretrain.json").read_text())
-    assert report["steps_done"] == 4515 and report["final_heldout"]["all"] > 0.5
+    assert report["steps_done"] == 8305 and report["final_heldout"]["all"] > 0.8
+
+
+def test_committed_tokenizer_is_the_one_its_corpus_trains():
+    from vlm_peft_bench.nanollava.tiny import tokenizer_corpus, train_tokenizer
+
+    new = json.loads(train_tokenizer(tokenizer_corpus()).backend_tokenizer.to_str())["model"]
+    old = json.loads((TINY_DIR / "tokenizer.json").read_text())["model"]
+    assert new["vocab"] == old["vocab"] and new["merges"] == old["merges"]

@@ -72,3 +72,11 @@ def test_checkpoint_after_each_epoch_but_the_last(tmp_path):
           overrides={"epochs": 2})
     assert (tmp_path / "l" / "checkpoints" / "epoch-1" / "adapter_model.safetensors").is_file()
     assert not (tmp_path / "l" / "checkpoints" / "epoch-2").exists()
+
+
+def test_out_folder_holding_another_adapter_format_is_refused_before_training(tmp_path):
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "adapter_config.json").write_text("{}")  # a peft adapter left from an earlier run
+    with pytest.raises(FileExistsError, match="already holds a peft adapter"):
+        train("full-ft", "cvbench_mini", out, limit=2, evaluate_test=False, card_dir=None)

@@ -62,10 +62,16 @@ CHOICE_SUFFIX = " Select from the following choices."
 
 # Items per task in each split; the test split mirrors CV-Bench's task proportions.
 SPLIT_SIZES = {
+    "test": {"Count": 240, "Relation": 200, "Depth": 180, "Distance": 180},
+    "train": {"Count": 1200, "Relation": 1000, "Depth": 900, "Distance": 900},
+}
+SPLIT_SEEDS = {"test": 2638, "train": 1438}
+# The first, smaller splits (320 / 1,600 items): the tiny tokenizer was trained on their texts, so rebuilding
+# it (`tiny.tokenizer_corpus`) draws these sizes, whatever SPLIT_SIZES holds now.
+TOKENIZER_SPLIT_SIZES = {
     "test": {"Count": 96, "Relation": 80, "Depth": 72, "Distance": 72},
     "train": {"Count": 480, "Relation": 400, "Depth": 360, "Distance": 360},
 }
-SPLIT_SEEDS = {"test": 2638, "train": 1438}
 
 
 @dataclass
@@ -301,10 +307,11 @@ def png_bytes(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def generate_split(split: str) -> list[dict]:
-    """All items of one split, as plain dicts in the CV-Bench schema (image as a PIL image)."""
+def generate_split(split: str, sizes: dict[str, int] | None = None) -> list[dict]:
+    """All items of one split, as plain dicts in the CV-Bench schema (image as a PIL image); `sizes` (items
+    per task) defaults to SPLIT_SIZES."""
     rng = random.Random(SPLIT_SEEDS[split])
-    sizes = SPLIT_SIZES[split]
+    sizes = sizes or SPLIT_SIZES[split]
     plan: list[tuple[str, str]] = []
     for task, n in sizes.items():
         if task in ("Count", "Relation"):  # two 2D strata, as in CV-Bench

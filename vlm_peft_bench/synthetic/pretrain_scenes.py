@@ -3,10 +3,12 @@
 Scenes come from the same drawing code as cvbench_mini (flat 2D shape scenes, and perspective 3D scenes
 on a ground plane, some objects marked with coloured boxes), but the questions are open-ended and worded
 differently from CV-Bench's four templates, and answers are words ("orange", "3", "left", "the black
-square"), never option letters. A base pre-trained on these sees the images well but has never seen
-CV-Bench's multiple-choice format, so fine-tuning on cvbench_mini's train split has something to add.
+square"). `multiple_choice` adds lettered multiple-choice versions of three OTHER kinds of question (colour,
+shape, what a coloured box holds), so that the base knows the answer-with-a-letter format; CV-Bench's own
+kinds (counting, relative position, depth, distance) are only ever asked open-ended. Fine-tuning on
+cvbench_mini's train split then has something to add beyond the format: the four tasks themselves.
 
-Each call to `scene_examples` draws one scene and returns all the question/answer pairs it supports.
+Each call to `scene_examples` draws one scene and returns all the open-ended question/answer pairs it supports.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from PIL import Image
 from vlm_peft_bench.synthetic.cvbench_scenes import (
     BOX_COLOURS,
     COLOURS,
+    LETTERS,
     PALETTES,
     SHAPES,
     _box_around,
@@ -30,7 +33,10 @@ from vlm_peft_bench.synthetic.cvbench_scenes import (
     _place_3d,
     _scene_2d,
     _scene_3d,
+    format_prompt,
 )
+
+MC_POST_PROMPT = "\nAnswer with the option's letter from the given choices directly."
 
 NUMBER_WORDS = {0: "no", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 
@@ -164,3 +170,37 @@ def corpus_sample(n_scenes: int = 400, seed: int = 7) -> list[str]:
         for q, a in qa:
             texts += [q, a]
     return texts
+
+
+def _distractors(rng: random.Random, question: str, answer: str) -> list[str] | None:
+    """Wrong options for the three multiple-choice kinds; None for every other kind of question."""
+    if question.startswith("What colour is the "):
+        return rng.sample([c for c in COLOURS if c != answer], rng.randint(1, 3))
+    if question.startswith("What shape is the "):
+        return rng.sample([s for s in SHAPES if s != answer], rng.randint(1, 3))
+    if question.startswith("What is inside the ") and answer.startswith("the "):
+        colour, shape = answer[4:].split(" ")
+        # same colour or same shape as the right answer, so that one glance at the scene is not enough
+        near = [_class_name(c, shape) for c in COLOURS if c != colour] + [_class_name(colour, s) for s in SHAPES
+                                                                          if s != shape]
+        return rng.sample(near, rng.randint(1, 3))
+    return None
+
+
+def multiple_choice(rng: random.Random, qa: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Lettered multiple-choice versions of the colour, shape and box questions in `qa`.
+
+    Prompts follow CV-Bench's layout (question, "Select from the following choices.", one "(X) option" per
+    line, then the usual answer-with-a-letter instruction); the answer is the bare letter, as in training on
+    CV-Bench, and the right option's position is uniform over the 2-4 options.
+    """
+    out = []
+    for question, answer in qa:
+        wrong = _distractors(rng, question, answer)
+        if wrong is None:
+            continue
+        right = answer[4:] if answer.startswith("the ") else answer
+        options = [right, *wrong]
+        rng.shuffle(options)
+        out.append((format_prompt(question, options) + MC_POST_PROMPT, LETTERS[options.index(right)]))
+    return out

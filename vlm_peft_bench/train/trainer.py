@@ -18,6 +18,7 @@ import yaml
 from tqdm import tqdm
 
 from vlm_peft_bench.adapters.accounting import account
+from vlm_peft_bench.adapters.detect import AdapterError, detect_adapter_type
 from vlm_peft_bench.adapters.loader import adapter_file_hashes
 from vlm_peft_bench.adapters.recipes import load_recipe
 from vlm_peft_bench.nanollava.loading import load_nanollava
@@ -27,6 +28,24 @@ from vlm_peft_bench.train.methods import Method, prepare
 
 IGNORE = -100
 ZOO = Path(__file__).resolve().parents[2] / "adapters_zoo"
+
+
+# The adapter format each method writes (what `detect_adapter_type` must find in the folder afterwards).
+SAVED_FORMAT = {"reft": "pyreft", "lora": "peft", "prefix": "peft", "full": "full", "pt-lora": "pt-lora"}
+
+
+def check_out_folder(out: Path, method: str) -> None:
+    """Refuse, before any training, a folder that already holds an adapter of another format: its files would
+    stay beside the new ones and the folder would load as the old adapter."""
+    if not out.is_dir():
+        return
+    try:
+        found = detect_adapter_type(out)
+    except AdapterError:
+        return
+    if found != SAVED_FORMAT[method]:
+        raise FileExistsError(f"--out {out}: the folder already holds a {found} adapter, and a {method} recipe "
+                              f"writes a {SAVED_FORMAT[method]} one; choose another --out or delete the folder")
 
 
 def seed_everything(seed: int) -> None:
@@ -137,6 +156,9 @@ def train(recipe_name: str, task_name: str, out: Path, base: str = "nanollava-ti
     """Train, validate, save to `out` (or, with `name_out`, to adapters_zoo/weights/<card id>), evaluate."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     recipe = load_recipe(recipe_name)
+    if name_out:
+        out = ZOO / "weights" / f"{recipe['name']}{_suffix(overrides)}__{base}__{task_name}"
+    check_out_folder(out, recipe["method"])
     settings = dict(recipe.get("train", {}), **{k: overrides[k] for k in ("lr", "epochs") if k in overrides})
     seed_everything(seed)
     from accelerate import Accelerator
@@ -151,8 +173,6 @@ def train(recipe_name: str, task_name: str, out: Path, base: str = "nanollava-ti
     train_set, val_set = split_train_validation(task_examples(task), seed)
     if limit:
         train_set, val_set = train_set[:limit], val_set[: max(1, limit // 4)]
-    if name_out:
-        out = ZOO / "weights" / f"{recipe['name']}{_suffix(overrides)}__{base}__{task_name}"
     losses, started = [], time.time()
     method = None
     for number, stage in enumerate(prepare(recipe, loaded.model, overrides), 1):
