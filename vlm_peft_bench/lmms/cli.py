@@ -97,8 +97,18 @@ def add_provenance(output_path: Path, model_args: str, since: float) -> None:
     for path in output_path.rglob("*_results.json"):
         if path.stat().st_mtime >= since:
             data = json.loads(path.read_text())
-            data["vlm_peft_bench"] = block
+            data["vlm_peft_bench"] = {**block, **_notes(data)}
             path.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _notes(data: dict) -> dict:
+    """{"notes": {...}} with the full reason when a caption task reports SPICE as unavailable; else {}."""
+    results = data.get("results", {})
+    if not any(isinstance(scores.get("SPICE,none"), str) for scores in results.values()):
+        return {}
+    from vlm_peft_bench.scoring import spice_status
+
+    return {"notes": {"SPICE": spice_status() or "SPICE unavailable: see the run's log"}}
 
 
 if __name__ == "__main__":

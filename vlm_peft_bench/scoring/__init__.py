@@ -1,6 +1,17 @@
-"""Scorers: multiple-choice answer extraction and CV-Bench's official aggregation."""
+"""Scorers: multiple-choice answer extraction, CV-Bench's official aggregation, VQAv2 accuracy, COCO caption metrics."""
 
+from vlm_peft_bench.scoring.captions import CAPTION_METRICS, caption_scores, spice_status
 from vlm_peft_bench.scoring.cvbench import cvbench_scores
 from vlm_peft_bench.scoring.multiple_choice import RULE_ID, extract_choice
+from vlm_peft_bench.scoring.vqa import vqa_accuracy, vqa_corpus_accuracy
 
-__all__ = ["RULE_ID", "cvbench_scores", "extract_choice"]
+__all__ = [
+    "CAPTION_METRICS",
+    "RULE_ID",
+    "caption_scores",
+    "cvbench_scores",
+    "extract_choice",
+    "spice_status",
+    "vqa_accuracy",
+    "vqa_corpus_accuracy",
+]
