@@ -348,11 +348,12 @@ def stand_in(isolated, stand_in_jar, monkeypatch):
     return isolated
 
 
-def test_stand_in_run_through_caption_scores(stand_in):
+def test_stand_in_run_through_caption_scores(stand_in, monkeypatch):
     cache = stand_in / "spice" / "cache"
+    monkeypatch.setenv(spice.CACHE_ENV_VAR, str(cache))
     predictions = {"x": "a dog", "y": "", "z": "two cats"}
     references = {"x": ["a dog runs"], "y": ["a plate"], "z": ["cats", "two cats sleep"]}
-    scores = caption_scores(predictions, references, ["SPICE", "Bleu_1"], tokenize=False, spice_cache_dir=cache)
+    scores = caption_scores(predictions, references, ["SPICE", "Bleu_1"], tokenize=False)
     assert list(scores) == ["Bleu_1", "SPICE"]
     assert scores["SPICE"] == pytest.approx((0.1 + 0.2 + 0.3) / 3)  # the stand-in gives image i the F-score (i+1)/10
     assert cache.is_dir()

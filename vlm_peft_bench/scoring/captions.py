@@ -16,7 +16,6 @@ tokenizer writes temp files into site-packages; and it runs the scorers one afte
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import subprocess
@@ -57,8 +56,6 @@ def caption_scores(
     references: Mapping[Any, Sequence[str]],
     metrics: Iterable[str] | None = None,
     tokenize: bool = True,
-    *,
-    spice_cache_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, float]:
     """Corpus caption metrics on the COCO scale (fractions; CIDEr-D is around 1 for good captions).
 
@@ -87,7 +84,7 @@ def caption_scores(
         meteor_future = pool.submit(meteor.score, hyps, refs) if meteor else None
         spice_job = None
         if run_spice:
-            spice_job = stack.enter_context(spice_module.SpiceJob(hyps, refs, cache_dir=spice_cache_dir))
+            spice_job = stack.enter_context(spice_module.SpiceJob(hyps, refs))
         scores.update(_python_metrics(hyps, refs, wanted))
         if meteor_future is not None:
             scores["METEOR"] = meteor_future.result()[0]

@@ -103,8 +103,13 @@ def config_path() -> Path:
     return Path(base) / "vlm-peft-bench" / "config.yaml"
 
 
+CACHE_ENV_VAR = "VLM_PEFT_BENCH_SPICE_CACHE"
+
+
 def default_cache_dir() -> Path:
-    """SPICE's reference-parse cache folder when none is given."""
+    """SPICE's reference-parse cache folder when none is given: $VLM_PEFT_BENCH_SPICE_CACHE, else the XDG cache."""
+    if os.environ.get(CACHE_ENV_VAR):
+        return Path(os.environ[CACHE_ENV_VAR]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "vlm-peft-bench" / "spice"
 
