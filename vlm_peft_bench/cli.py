@@ -1,4 +1,4 @@
-"""`vlm-peft-bench`: the project's own commands (parameter accounting; training and the leaderboard to come)."""
+"""`vlm-peft-bench`: the project's own commands (parameter accounting, training, the leaderboard, repr-rank)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,36 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _leaderboard_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vlm_peft_bench.leaderboard import LeaderboardError
+    from vlm_peft_bench.leaderboard.build import build
+
+    try:
+        doc = build([Path(p) for p in args.results], Path(args.out), zoo=Path(args.zoo) if args.zoo else None,
+                    reported=Path(args.reported) if args.reported else None, strict=args.strict)
+    except LeaderboardError as err:
+        sys.exit(f"vlm-peft-bench leaderboard build: {err}")
+    measured = sum(r["kind"] == "measured" for r in doc["rows"])
+    print(f"{measured} measured and {len(doc['rows']) - measured} reported rows in {len(doc['groups'])} groups "
+          f"-> {args.out}")
+    for note in doc["notes"]:
+        print(f"note: {note}")
+    return 0
+
+
+def _repr_rank(args: argparse.Namespace) -> int:
+    from vlm_peft_bench.leaderboard.repr_rank import default_name, repr_rank, write
+
+    document = repr_rank(args.base, args.task, adapter=args.adapter, limit=args.limit, positions=args.positions,
+                         device=args.device, batch_size=args.batch_size)
+    path = write(document, args.out or default_name(document))
+    print(f"effective rank {document['effective_rank']} of {document['hidden_size']} "
+          f"(ratio {document['effective_rank_ratio']:.4f}) over {document['n']} items -> {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlm-peft-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +97,32 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-test", action="store_true", help="skip the lmms-eval test-split evaluation")
     t.add_argument("--no-card", action="store_true", help="do not write a card into adapters_zoo/")
     t.set_defaults(func=_train)
+
+    lb = sub.add_parser("leaderboard", help="the leaderboard: accuracy against trainable-parameter fraction")
+    lb_sub = lb.add_subparsers(dest="leaderboard_command", required=True)
+    b = lb_sub.add_parser("build", help="build leaderboard.json/.csv/.md, plots and index.html from results",
+                          description="Reads lmms-eval results (and sample logs), adapter cards, reported rows "
+                                      "and repr-rank files; the same inputs give byte-identical outputs.")
+    b.add_argument("--results", nargs="+", required=True, help="folders (searched recursively) or results files")
+    b.add_argument("--zoo", help="adapter cards folder, e.g. adapters_zoo (matched by adapter hash)")
+    b.add_argument("--reported", help="YAML of published numbers, e.g. leaderboard/reported.yaml")
+    b.add_argument("--out", required=True, help="output folder, e.g. leaderboard/")
+    b.add_argument("--strict", action="store_true",
+                   help="refuse incomparable results instead of keeping them in separate groups")
+    b.set_defaults(func=_leaderboard_build)
+
+    r = sub.add_parser("repr-rank", help="singular-value spectrum and effective rank ratio of final-layer "
+                                         "representations on a task's test items (PT-PEFT)")
+    r.add_argument("--base", default="nanollava-tiny")
+    r.add_argument("--adapter", help="adapter folder (any format `vlreft` accepts); omit for the bare base")
+    r.add_argument("--task", required=True, help="e.g. cvbench_mini")
+    r.add_argument("--limit", type=int, help="the first N test items only")
+    r.add_argument("--positions", default="last", choices=["last", "mean"],
+                   help="last prompt token (default) or the mean over prompt tokens")
+    r.add_argument("--batch-size", type=int, default=16)
+    r.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    r.add_argument("--out", help="output JSON file or folder (default: repr_rank__<base>__<adapter>__<task>.json)")
+    r.set_defaults(func=_repr_rank)
     return parser
 
 

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Re-create leaderboard/results/: lmms-eval runs (with sample logs) of the untrained base and of every adapter
+# in adapters_zoo/ on the embedded mini tasks, and a repr-rank file for each on cvbench_mini. Then run
+# leaderboard/build.sh. About 30 minutes on a 2-core CPU. Run from anywhere with the project's environment
+# active; TASKS and BATCH override the task list and batch size.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=leaderboard/results
+BATCH=${BATCH:-16}
+if [ -z "${TASKS:-}" ]; then  # every embedded mini task that exists in tasks/
+  TASKS=$(for t in cvbench_mini coco_captions_mini vqa_v2_mini; do
+            grep -qs "^task: $t\$" tasks/*/"$t".yaml && printf '%s,' "$t"; done)
+  TASKS=${TASKS%,}
+fi
+rm -rf "$OUT/lmms_eval" "$OUT/repr_rank"
+mkdir -p "$OUT/lmms_eval" "$OUT/repr_rank"
+
+evaluate() {  # folder name, base, adapter folder (empty for the bare base)
+  local args="pretrained=$2${3:+,adapter=$3}"
+  lmms_eval --model vlreft --model_args "$args" --tasks "$TASKS" --batch_size "$BATCH" \
+    --output_path "$OUT/lmms_eval/$1" --log_samples
+  vlm-peft-bench repr-rank --base "$2" ${3:+--adapter "$3"} --task cvbench_mini --out "$OUT/repr_rank/"
+}
+
+bases=""
+for card in adapters_zoo/*.yaml; do
+  id=$(basename "$card" .yaml)          # <recipe>__<base>__<task>
+  base=${id#*__}; base=${base%%__*}
+  case " $bases " in *" $base "*) ;; *) bases="$bases $base"; evaluate "base__$base" "$base" "";; esac
+  evaluate "$id" "$base" "adapters_zoo/weights/$id"
+done
+# Sample logs repeat each item's record under every metric name: compress them (-n: no name or time stamp).
+find "$OUT/lmms_eval" -name '*_samples_*.jsonl' -exec gzip -n -9 -f {} +

@@ -1,0 +1,30 @@
+"""The leaderboard: accuracy against trainable-parameter fraction, from lmms-eval results and adapter cards.
+
+`vlm-peft-bench leaderboard build` reads lmms-eval results files (with their sample logs where present), the
+adapters zoo's cards, published numbers from a YAML file and `repr-rank` files, and writes leaderboard.json,
+.csv, .md, the plots and a self-contained index.html. Modules, one job each:
+
+    tasks      which metric heads each task's column (one table entry per task family)
+    results    lmms-eval results files -> one record per (file, task)
+    compare    what makes two results comparable; groups; refusal messages
+    ci         bootstrap 95% intervals from per-sample logs
+    cards      the zoo's adapter cards, by adapter hash
+    identify   method, adapter id and parameter counts of a row
+    reported   published rows from a YAML file
+    pareto     the Pareto frontier (lower fraction, higher score)
+    spectrum   singular-value spectrum and effective rank ratio (pure maths)
+    repr_rank  final-layer representations of a base (+ adapter) on a task's test items
+    document   the leaderboard document (leaderboard.json) and its schema
+    tables     leaderboard.csv and leaderboard.md
+    plots      the scatter and repr-rank plots (PNG, SVG; byte-stable)
+    page       index.html (inline CSS, JS and data)
+    browser    headless Chromium over the DevTools pipe (for checking the page)
+    build      reads the inputs and writes every output
+"""
+
+SCHEMA_ID = "vlm-peft-bench/leaderboard"
+SCHEMA_VERSION = "1.0"
+
+
+class LeaderboardError(ValueError):
+    """Inputs that cannot make one honest leaderboard (incomparable or duplicate results, bad files)."""

@@ -1,0 +1,67 @@
+"""Bootstrap 95% intervals from per-sample logs: resample items with replacement, re-aggregate, take percentiles.
+
+Seeded (the same logs give the same interval, byte for byte). Recipes exist for metrics that aggregate
+per-item records cheaply; corpus metrics (CIDEr, BLEU, METEOR, SPICE) would need re-scoring and get none.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+DRAWS = 1000
+SEED = 0
+_CVBENCH = {"cvbench_combined": "combined", "cvbench_2d": "2d", "cvbench_3d": "3d", "accuracy": "accuracy"}
+
+
+def _cvbench(samples: list[dict], metrics: tuple[str, ...]) -> tuple[list, Callable[[list], dict[str, float]]]:
+    """CV-Bench's official aggregation over the per-item records lmms-eval logged under the metric names."""
+    from vlm_peft_bench.scoring.cvbench import cvbench_scores
+
+    key = next((m for m in metrics if m in samples[0]), None) or next(
+        k for k, v in samples[0].items() if isinstance(v, dict) and "correct" in v)
+    records = [s[key] for s in samples]
+
+    def score(chosen: list) -> dict[str, float]:
+        scores = cvbench_scores(chosen)
+        return {m: scores[_CVBENCH.get(m, m)] for m in metrics}
+
+    return records, score
+
+
+def _mean(samples: list[dict], metrics: tuple[str, ...]) -> tuple[list, Callable[[list], dict[str, float]]]:
+    """Metrics that are the mean of a per-item number (VQA accuracy): the headline's per-item values."""
+    values = [float(s[metrics[0]]) for s in samples]
+
+    def score(chosen: list) -> dict[str, float]:
+        return {metrics[0]: sum(chosen) / len(chosen)}
+
+    return values, score
+
+
+RECIPES: dict[str, Callable] = {"cvbench": _cvbench, "mean": _mean}
+
+
+def point_and_interval(recipe: str, samples: list[dict], metrics: tuple[str, ...], draws: int = DRAWS,
+                       seed: int = SEED) -> dict[str, dict]:
+    """{metric: {"value": point estimate from the samples, "ci95": [low, high]}} for each metric the recipe
+    scores; the point estimate lets the caller check that the logs belong to the results file."""
+    items, score = RECIPES[recipe](samples, metrics)
+    point = score(items)
+    rng = np.random.default_rng(seed)
+    n = len(items)
+    per_metric: dict[str, list[float]] = {m: [] for m in point}
+    for _ in range(draws):
+        drawn = score([items[i] for i in rng.integers(0, n, n)])
+        for metric, value in drawn.items():
+            per_metric[metric].append(value)
+    out = {}
+    for metric, values in per_metric.items():
+        finite = [v for v in values if not math.isnan(v)]
+        if math.isnan(point[metric]) or not finite:
+            continue
+        low, high = np.percentile(finite, [2.5, 97.5])
+        out[metric] = {"value": float(point[metric]), "ci95": [float(low), float(high)]}
+    return out

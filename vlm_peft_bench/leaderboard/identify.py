@@ -1,0 +1,81 @@
+"""What a row is: its method, adapter id and parameter counts, from the adapter's card when the zoo has one,
+else counted from the adapter's files (`vlm_peft_bench.adapters.accounting`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vlm_peft_bench.leaderboard.cards import base_totals
+
+_PEFT_METHODS = {"LORA": "lora", "PREFIX_TUNING": "prefix"}
+_FORMAT_METHODS = {"pyreft": "reft", "full": "full", "pt-lora": "pt-lora"}
+
+
+def _method_from_files(folder: Path, kind: str) -> str:
+    if kind != "peft":
+        return _FORMAT_METHODS.get(kind, kind)
+    peft_type = str(json.loads((folder / "adapter_config.json").read_text()).get("peft_type", "peft")).upper()
+    return _PEFT_METHODS.get(peft_type, peft_type.lower())
+
+
+def _total(base: dict, cards: dict) -> int | None:
+    totals = base_totals(cards)
+    if base.get("hash") in totals:
+        return totals[base["hash"]]
+    try:
+        from vlm_peft_bench.adapters.accounting import account
+
+        return int(account(base["name"])["total"])
+    except Exception:  # an unreachable Hub id, a folder no longer there: the total stays unknown
+        return None
+
+
+def identify(base: dict, adapter: dict | None, cards: dict[str, dict]) -> dict:
+    """{method, adapter_id, adapter_hash, card, params: {trainable, total, fraction, source}, training_seed, note}."""
+    if adapter is None:
+        total = _total(base, cards)
+        return {"method": "base", "adapter_id": None, "adapter_hash": None, "card": None, "training_seed": None,
+                "params": {"trainable": 0, "total": total, "fraction": 0.0 if total else None,
+                           "source": "untrained base"}, "note": None}
+    digest = adapter.get("sha256")
+    card = cards.get(digest) if digest else None
+    if card is not None:
+        params = card["params"]
+        return {"method": card["method"], "adapter_id": card["id"], "adapter_hash": digest,
+                "card": card["_file"], "training_seed": card.get("seed"),
+                "params": {"trainable": int(params["trainable"]), "total": int(params["total"]),
+                           "fraction": float(params["fraction"]), "source": "card"}, "note": None}
+    return _from_files(base, adapter, cards)
+
+
+def _from_files(base: dict, adapter: dict, cards: dict) -> dict:
+    from vlm_peft_bench.paths import REPO_DIR
+
+    path = Path(adapter.get("path") or "")
+    if not path.is_dir() and not path.is_absolute() and (REPO_DIR / path).is_dir():
+        path = REPO_DIR / path  # a run made from the repository root, built from elsewhere
+    unknown = {"method": "unknown", "adapter_id": path.name or None, "adapter_hash": adapter.get("sha256"),
+               "card": None, "training_seed": None,
+               "params": {"trainable": None, "total": None, "fraction": None, "source": None}}
+    from vlm_peft_bench.adapters.detect import AdapterError, detect_adapter_type
+    from vlm_peft_bench.adapters.loader import adapter_hash
+
+    if not path.is_dir():
+        return {**unknown, "note": f"no card matches the adapter's hash and its folder {path} is not here: "
+                                   "parameters unknown"}
+    if adapter.get("sha256") and adapter_hash(path) != adapter["sha256"]:
+        return {**unknown, "note": f"no card matches the adapter's hash, and the files in {path} changed since "
+                                   "the run: parameters unknown (re-run the evaluation)"}
+    try:
+        kind = detect_adapter_type(path)
+        from vlm_peft_bench.adapters.accounting import account
+
+        report = account(base["name"], adapter=str(path))
+    except (AdapterError, OSError, ValueError) as err:
+        return {**unknown, "note": f"cannot count the adapter's parameters: {err}"}
+    return {"method": _method_from_files(path, kind), "adapter_id": path.name,
+            "adapter_hash": adapter.get("sha256") or adapter_hash(path), "card": None, "training_seed": None,
+            "params": {"trainable": int(report["trainable"]), "total": int(report["total"]),
+                       "fraction": float(report["fraction"]), "source": "adapter files"},
+            "note": "no card in the zoo: counted from the adapter's files"}
