@@ -33,6 +33,7 @@ from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PUNCTUATIONS
 
 from vlm_peft_bench.scoring import spice as spice_module
+from vlm_peft_bench.scoring.ids import check_same_ids
 
 CAPTION_METRICS: tuple[str, ...] = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
 _BLEU = CAPTION_METRICS[:4]
@@ -111,15 +112,7 @@ def _check_inputs(predictions: Mapping[Any, str], references: Mapping[Any, Seque
     """The ids to score, in `references` order, after checking both sides; raises ValueError/TypeError."""
     if not isinstance(predictions, Mapping) or not isinstance(references, Mapping):
         raise TypeError("predictions and references must be mappings from an id to caption(s)")
-    missing = [i for i in references if i not in predictions]
-    extra = [i for i in predictions if i not in references]
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} id(s) have references but no prediction: {_preview(missing)}")
-        if extra:
-            parts.append(f"{len(extra)} id(s) have a prediction but no references: {_preview(extra)}")
-        raise ValueError("; ".join(parts))
+    check_same_ids(predictions, references, "id", "references")
     if not references:
         raise ValueError("no captions to score")
     for i, refs in references.items():
@@ -133,10 +126,6 @@ def _check_inputs(predictions: Mapping[Any, str], references: Mapping[Any, Seque
             raise TypeError(f"predictions[{i!r}] must be a string, got {type(predictions[i]).__name__}")
     return list(references)
 
-
-def _preview(ids: list[Any], limit: int = 10) -> str:
-    shown = ", ".join(repr(i) for i in ids[:limit])
-    return shown + (f", ... ({len(ids) - limit} more)" if len(ids) > limit else "")
 
 
 def _prepare(hyps: list[str], refs: list[list[str]], tokenize: bool) -> tuple[list[str], list[list[str]]]:

@@ -21,6 +21,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from vlm_peft_bench.scoring.ids import check_same_ids
+
 # The official tables, entry for entry (including their quirks: capitalised keys such as "Im" can never match
 # after lower-casing, and "somebody'd" maps to "somebodyd").
 CONTRACTIONS: dict[str, str] = {
@@ -140,21 +142,9 @@ def vqa_corpus_accuracy(predictions: Mapping[Any, str], answers: Mapping[Any, Se
     The official script reports `round(100 * mean, 2)`; we return the unrounded fraction (multiply by 100 for the
     official figure). Both mappings must hold the same question ids.
     """
-    missing = [q for q in answers if q not in predictions]
-    extra = [q for q in predictions if q not in answers]
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} question id(s) have no prediction: {_preview(missing)}")
-        if extra:
-            parts.append(f"{len(extra)} predicted question id(s) have no answers: {_preview(extra)}")
-        raise ValueError("; ".join(parts))
+    check_same_ids(predictions, answers, "question id", "answers")
     if not answers:
         raise ValueError("no questions to score")
     scores = [vqa_accuracy(predictions[q], answers[q]) for q in answers]
     return sum(scores) / len(scores)
 
-
-def _preview(ids: list[Any], limit: int = 10) -> str:
-    shown = ", ".join(repr(i) for i in ids[:limit])
-    return shown + (f", ... ({len(ids) - limit} more)" if len(ids) > limit else "")
