@@ -18,7 +18,7 @@ mkdir -p "$OUT/lmms_eval" "$OUT/repr_rank"
 evaluate() {  # folder name, base, adapter folder (empty for the bare base)
   local args="pretrained=$2${3:+,adapter=$3}"
   lmms_eval --model vlreft --model_args "$args" --tasks "$TASKS" --batch_size "$BATCH" \
-    --output_path "$OUT/lmms_eval/$1" --log_samples
+    --output_path "$OUT/lmms_eval/$1" --log_samples --no_resume
   vlm-peft-bench repr-rank --base "$2" ${3:+--adapter "$3"} --task cvbench_mini --out "$OUT/repr_rank/"
 }
 

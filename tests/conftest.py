@@ -23,3 +23,16 @@ def mini_test():
     from datasets import load_dataset
 
     return load_dataset("parquet", data_files={"test": str(MINI / "test.parquet")})["test"]
+
+
+@pytest.fixture(scope="session")
+def make_model(mini_test):
+    """A factory of `vlreft` models on the CPU, wired to cvbench_mini's test split as lmms-eval wires them."""
+    from vlm_peft_bench.lmms.vlreft import VLReft
+
+    def make(**kwargs):
+        model = VLReft(pretrained="nanollava-tiny", device="cpu", dtype="float32", **kwargs)
+        model.task_dict = {"cvbench_mini": {"test": mini_test}}
+        return model
+
+    return make

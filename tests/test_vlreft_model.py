@@ -27,16 +27,6 @@ def requests(docs, gen_kwargs=GREEDY, n=None, step=1):
     return out
 
 
-@pytest.fixture(scope="module")
-def make_model(mini_test):
-    def make(**kwargs):
-        model = VLReft(pretrained="nanollava-tiny", device="cpu", dtype="float32", **kwargs)
-        model.task_dict = {TASK: {"test": mini_test}}
-        return model
-
-    return make
-
-
 def test_greedy_predictions_identical_at_batch_1_and_8(make_model, mini_test):
     reqs = requests(mini_test, n=48, step=6)  # spread over all four tasks
     one = make_model(batch_size=1).generate_until(reqs)

@@ -5,12 +5,18 @@
 Same flags as `lmms-eval`. Our task folder is added to `--include_path` (a path given by the user is kept
 too). Before anything heavy starts, unknown task names are reported with the closest known names.
 Other subcommands (`lmms_eval tasks`, `lmms_eval models`, ...) go to lmms-eval unchanged.
+
+Resume: with `--model vlreft` and `--output_path OUT`, every finished answer goes to an answer log under
+`OUT/vlreft_answers/` as soon as its batch ends; running the same command again after a crash or a kill
+reads the answers already there and generates only the rest (see `vlm_peft_bench/lmms/answer_log.py`).
+`--no_resume` (ours) turns this off.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,6 +24,7 @@ from pathlib import Path
 from vlm_peft_bench.paths import tasks_dir
 
 SUBCOMMANDS = {"tasks", "models", "ui", "serve", "power", "version", "tui", "mcp"}
+ANSWER_LOG_FOLDER = "vlreft_answers"
 
 
 def _our_task_names() -> set[str]:
@@ -64,7 +71,8 @@ def main() -> None:
         return
     if argv and argv[0] == "eval":
         argv = argv[1:]
-        sys.argv = [sys.argv[0], *argv]
+    resume = "--no_resume" not in argv
+    sys.argv = [sys.argv[0], *(a for a in argv if a != "--no_resume")]
     from lmms_eval.__main__ import cli_evaluate, parse_eval_args
 
     _, args = parse_eval_args()
@@ -74,6 +82,9 @@ def main() -> None:
     args.include_path = include
     if args.tasks and args.tasks not in ("list", "list_groups", "list_tags", "list_subtasks"):
         check_task_names(args.tasks, include)
+    if resume and args.model == "vlreft" and args.output_path:
+        os.environ["VLM_PEFT_BENCH_ANSWER_LOG"] = str(Path(args.output_path) / ANSWER_LOG_FOLDER)
+        os.environ["VLM_PEFT_BENCH_ANSWER_LOG_SALT"] = f"seed={args.seed}"
     started = time.time()
     cli_evaluate(args)
     if args.model == "vlreft" and args.output_path:
@@ -97,7 +108,7 @@ def add_provenance(output_path: Path, model_args: str, since: float) -> None:
     for path in output_path.rglob("*_results.json"):
         if path.stat().st_mtime >= since:
             data = json.loads(path.read_text())
-            data["vlm_peft_bench"] = {**block, **_notes(data)}
+            data["vlm_peft_bench"] = {**block, **_notes(data), **_failures(data)}
             path.write_text(json.dumps(data, indent=2, ensure_ascii=False))
 
 
@@ -109,6 +120,15 @@ def _notes(data: dict) -> dict:
     from vlm_peft_bench.scoring import spice_status
 
     return {"notes": {"SPICE": spice_status() or "SPICE unavailable: see the run's log"}}
+
+
+def _failures(data: dict) -> dict:
+    """{"failures": [...]}: per-sample failures of this run's tasks (unanswerable prompts, empty generations)."""
+    from vlm_peft_bench.lmms.vlreft import recorded_failures
+
+    tasks = set(data.get("results", {}))
+    failures = [f for f in recorded_failures() if f["task"] in tasks]
+    return {"failures": failures} if failures else {}
 
 
 if __name__ == "__main__":

@@ -6,16 +6,23 @@ model_args: `pretrained` (default nanollava-tiny), `adapter` (a pyreft, peft or 
 `adapter_type` (overrides detection), `merge_lora` (merge LoRA-style weights before evaluating),
 `positions` (ReFT positions, for pyreft folders that do not record them), `device` (default cuda when
 available, else cpu), `dtype` (auto | float32 | bfloat16 | float16), `batch_size`, `system_prompt` (default
-none), `attn_implementation` (eager | sdpa).
+none), `attn_implementation` (eager | sdpa), `answer_log` (a folder for the per-sample answer log that lets a
+killed run resume; our `lmms_eval` sets `<output_path>/vlreft_answers` unless given `--no_resume`).
 
 Generation is batched with left padding; requests are sorted by length so that batches pad little, and
 results come back in the original order. Several processes (`accelerate launch`) split the requests, as
 lmms-eval's own models do.
+
+A request that cannot be answered but does not invalidate the run (a prompt longer than the model's context) is
+answered with the empty string, which its task scores as wrong, and recorded as a per-sample failure, as is an
+empty generation; both are logged, kept in the answer log, and listed in the results file's `vlm_peft_bench`
+block by our `lmms_eval`.
 """
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,9 +36,12 @@ from tqdm import tqdm
 
 from vlm_peft_bench.adapters.detect import validate_adapter_arg
 from vlm_peft_bench.adapters.loader import attach_adapter, resolve_adapter
+from vlm_peft_bench.lmms.answer_log import Answer, AnswerLog, answer_log_folder, answer_log_salt, request_key
 from vlm_peft_bench.nanollava.loading import TINY_NAME, load_nanollava
+from vlm_peft_bench.provenance import combined_hash, folder_hashes
 
 DEFAULT_MAX_NEW_TOKENS = 128
+RUN_FAILURES: list[Answer] = []  # this process's per-sample failures, for the results file (our `lmms_eval`)
 
 
 class BadSampleError(ValueError):
@@ -57,13 +67,14 @@ class VLReft(lmms):
         batch_size: int | str = 1,
         system_prompt: str | None = None,
         attn_implementation: str | None = None,
+        answer_log: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__()
         if kwargs:
             raise ValueError(
                 f"vlreft: unknown model_args {sorted(kwargs)}; known: pretrained, adapter, adapter_type, merge_lora, "
-                "positions, device, dtype, batch_size, system_prompt, attn_implementation"
+                "positions, device, dtype, batch_size, system_prompt, attn_implementation, answer_log"
             )
         self.batch_size_per_gpu = int(batch_size)
         if self.batch_size_per_gpu < 1:
@@ -93,6 +104,21 @@ class VLReft(lmms):
             logger.info(f"vlreft: data parallel over {self._world_size} processes")
         logger.info(f"vlreft: {pretrained} ({loaded.layout} layout, {self.source}) on {self._device}, "
                     f"{self._model.dtype}")
+        self.context_length = int(loaded.model.config.text_config.max_position_embeddings)
+        self.answer_log = None
+        folder = answer_log_folder(answer_log)
+        if folder is not None:
+            identity = {
+                "model_hash": combined_hash(folder_hashes(Path(self.source))),
+                "adapter_sha256": self.adapter.sha256 if self.adapter else None,
+                "adapter_type": adapter_type, "merge_lora": _as_bool(merge_lora), "positions": positions,
+                "dtype": str(self._model.dtype), "device": self._device.type, "batch_size": self.batch_size_per_gpu,
+                "system_prompt": system_prompt, "attn_implementation": attn_implementation,
+                "run": answer_log_salt(),
+            }
+            self.answer_log = AnswerLog(folder, identity, self._rank)
+            logger.info(f"vlreft: answer log {self.answer_log.path} ({len(self.answer_log.answers)} answers "
+                        "already there)")
 
     @property
     def model(self) -> torch.nn.Module:
@@ -149,27 +175,82 @@ class VLReft(lmms):
             batch["pixel_values"] = self.processor.pixel_values(present).to(self._model.dtype)
         return batch.to(self._device), prompt_lengths
 
+    def _key(self, request: Instance) -> str:
+        task, split, doc_id = request.task_name, request.args[-1], request.doc_id
+        dataset = self.task_dict.get(task, {}).get(split) if isinstance(self.task_dict.get(task), dict) else None
+        gen_kwargs = next((a for a in request.args if isinstance(a, dict)), None)
+        continuation = request.args[1] if request.request_type == "loglikelihood" else None
+        return request_key(request.request_type, task, split, doc_id, getattr(dataset, "_fingerprint", None),
+                           request.args[0], gen_kwargs, continuation if isinstance(continuation, str) else None)
+
+    def _resume(self, requests: list[Instance], what: str) -> tuple[dict[int, Any], list[str | None]]:
+        """Answers already in the answer log, by request position, and every request's key (None without a log)."""
+        if self.answer_log is None:
+            return {}, [None] * len(requests)
+        keys = [self._key(r) for r in requests]
+        found = {i: self.answer_log.get(k) for i, k in enumerate(keys) if self.answer_log.get(k) is not None}
+        RUN_FAILURES.extend(a for a in found.values() if a.failure)
+        done = {i: a.answer for i, a in found.items()}
+        if done:
+            logger.info(f"vlreft: resuming: {len(done)} of {len(requests)} {what} answers read from "
+                        f"{self.answer_log.path.parent}; computing the other {len(requests) - len(done)}")
+        return done, keys
+
+    def _record(self, answers: list[Answer]) -> None:
+        for answer in answers:
+            if answer.failure:
+                RUN_FAILURES.append(answer)
+                logger.warning(f"vlreft: task {answer.task}, doc {answer.doc_id}: {answer.failure}")
+        if self.answer_log is not None:
+            self.answer_log.append(answers)
+
     @torch.inference_mode()
     def generate_until(self, requests: list[Instance]) -> list[str]:
         def by_length(args):
             return -len(self.tokenizer(args[0])["input_ids"]), args[0]
 
-        collator = lmms_utils.Collator([r.args for r in requests], by_length, grouping=True)
-        results: list[str] = []
-        pbar = tqdm(total=len(requests), disable=self.rank != 0, desc="vlreft generating")
+        done, keys = self._resume(requests, "generation")
+        todo = [i for i in range(len(requests)) if i not in done]
+        collator = lmms_utils.Collator([(*requests[i].args, i) for i in todo], by_length, grouping=True)
+        results: dict[int, str] = dict(done)
+        pbar = tqdm(total=len(requests), initial=len(done), disable=self.rank != 0, desc="vlreft generating")
         for chunk in collator.get_batched(n=self.batch_size, batch_fn=None):
-            contexts, all_kwargs, doc_to_visuals, doc_ids, tasks, splits = zip(*chunk)
+            contexts, all_kwargs, doc_to_visuals, doc_ids, tasks, splits, positions = zip(*chunk)
             images = [self._visual(f, d, t, s) for f, d, t, s in zip(doc_to_visuals, doc_ids, tasks, splits)]
             gen = dict(all_kwargs[0])
             until = gen.pop("until", None) or []
             until = [until] if isinstance(until, str) else list(until)
-            texts = self._generate(*self._inputs(contexts, images), gen, until)
-            for context, kwargs, text in zip(contexts, all_kwargs, texts):
+            texts, failures = self._generate_rows(contexts, images, gen, until)
+            answers = []
+            for pos, context, kwargs, text, failure in zip(positions, contexts, all_kwargs, texts, failures):
                 self.cache_hook.add_partial("generate_until", (context, kwargs), text)
-            results.extend(texts)
+                results[pos] = text
+                request = requests[pos]
+                answers.append(Answer(keys[pos], "generate_until", request.task_name, request.doc_id, text, failure))
+            self._record(answers)
             pbar.update(len(chunk))
         pbar.close()
-        return collator.get_original(results)
+        return [results[i] for i in range(len(requests))]
+
+    def _generate_rows(self, contexts, images, gen: dict, until: list[str]) -> tuple[list[str], list[str | None]]:
+        """Generated texts and per-row failures; rows whose prompt does not fit the context are not run."""
+        prompts = [self.processor.prompt(c, img is not None) for c, img in zip(contexts, images)]
+        lengths = [len(ids) for ids in self.processor.encode(prompts)]
+        fits = [n < self.context_length for n in lengths]
+        texts = [""] * len(contexts)
+        failures: list[str | None] = [
+            None if ok else f"prompt of {n} tokens does not fit the model's context of {self.context_length} "
+            "tokens; answered with the empty string (scored as wrong)" for ok, n in zip(fits, lengths)
+        ]
+        rows = [i for i, ok in enumerate(fits) if ok]
+        if rows:
+            generated = self._generate(*self._inputs([contexts[i] for i in rows], [images[i] for i in rows]),
+                                       dict(gen), until)
+            for i, text in zip(rows, generated):
+                texts[i] = text
+                if not text.strip():
+                    failures[i] = "empty generation (scored as wrong)"
+        return texts, failures
 
     def _generate(self, inputs, prompt_lengths: list[int], gen: dict, until: list[str]) -> list[str]:
         temperature = float(gen.pop("temperature", 0) or 0)
@@ -197,14 +278,22 @@ class VLReft(lmms):
 
     @torch.inference_mode()
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
-        results = []
-        for request in tqdm(requests, disable=self.rank != 0, desc="vlreft loglikelihood"):
+        done, keys = self._resume(requests, "loglikelihood")
+        results: dict[int, tuple[float, bool]] = {i: (float(a[0]), bool(a[1])) for i, a in done.items()}
+        pbar = tqdm(total=len(requests), initial=len(done), disable=self.rank != 0, desc="vlreft loglikelihood")
+        for pos, request in enumerate(requests):
+            if pos in done:
+                continue
             context, continuation, doc_to_visual, doc_id, task, split = request.args
             if not isinstance(continuation, str):
                 continuation = continuation(self.task_dict[task][split][doc_id])
             image = self._visual(doc_to_visual, doc_id, task, split)
             inputs, prompt_lengths = self._inputs([context], [image], [continuation])
             n_context = prompt_lengths[0]
+            if inputs["input_ids"].shape[1] > self.context_length:
+                raise BadSampleError(f"task {task}, doc {doc_id}: prompt and continuation have "
+                                     f"{inputs['input_ids'].shape[1]} tokens, the model's context is "
+                                     f"{self.context_length}")
             prefix = self.adapter.prefix if self.adapter else None
             with self._intervening(inputs, prompt_lengths, first_forward_only=False):
                 logits = (prefix.forward if prefix else self._model)(**inputs).logits[0].float()
@@ -214,9 +303,12 @@ class VLReft(lmms):
             predicted = logits[n_context - 1:-1]
             logprobs = torch.log_softmax(predicted, dim=-1).gather(1, target[:, None]).squeeze(1)
             greedy = bool((predicted.argmax(-1) == target).all())
-            results.append((float(logprobs.sum()), greedy))
-            self.cache_hook.add_partial("loglikelihood", (context, continuation), results[-1])
-        return results
+            results[pos] = (float(logprobs.sum()), greedy)
+            self.cache_hook.add_partial("loglikelihood", (context, continuation), results[pos])
+            self._record([Answer(keys[pos], "loglikelihood", task, doc_id, list(results[pos]))])
+            pbar.update(1)
+        pbar.close()
+        return [results[i] for i in range(len(requests))]
 
     def _intervening(self, inputs, prompt_lengths: list[int], first_forward_only: bool):
         """ReFT interventions at this batch's prompt positions (nothing for other adapters)."""
@@ -226,6 +318,13 @@ class VLReft(lmms):
 
     def generate_until_multi_round(self, requests) -> list[str]:
         raise NotImplementedError("vlreft: multi-round generation is not supported (nanoLLaVA is single-turn here)")
+
+
+def recorded_failures() -> list[dict]:
+    """This process's per-sample failures so far (answers read back on resume included), one per request."""
+    seen = {(a.task, str(a.doc_id), a.key): {"task": a.task, "doc_id": a.doc_id, "failure": a.failure}
+            for a in RUN_FAILURES}
+    return sorted(seen.values(), key=lambda f: (f["task"], str(f["doc_id"])))
 
 
 def truncate_at(text: str, stops: list[str]) -> str:

@@ -1,0 +1,181 @@
+"""A per-sample log of finished answers, so that a killed run restarts without losing or recomputing them.
+
+Every answer `vlreft` produces is appended to a jsonlines file (one line per request, flushed and fsynced per
+batch) as soon as its batch finishes. A restarted run with the same model, settings and output path reads the
+log, serves the requests it already answered from it, and generates only the rest.
+
+Layout, under the answer-log folder (`<output_path>/vlreft_answers/` when run through our `lmms_eval`)::
+
+    answers-<model fingerprint, 16 hex>-rank<r>.jsonl
+
+The first line of each file is a header naming the schema and the model's identity; each further line is one
+answer::
+
+    {"schema": "vlm-peft-bench/answers", "version": 1, "model": {...}}
+    {"key": "<sha256>", "type": "generate_until", "task": "cvbench_mini", "doc_id": 3, "answer": "(B)",
+     "failure": null}
+
+The fingerprint covers everything that changes answers: the base model's file hashes, the adapter's hash, the
+model arguments (dtype, device type, batch size, merge_lora, positions, system prompt, attention) and the run's
+seed. A request's key covers the task, split, document, its dataset's fingerprint, the prompt and the
+generation settings. A different model or setting therefore writes a different file and never reuses another's
+answers. Each process of a multi-process run writes its own file and reads all of them.
+
+A run killed mid-write leaves a partial last line; it is dropped (that one answer is recomputed) and reported.
+A damaged line anywhere else, or a file from another schema version, stops the run with an error naming the
+file and line: nothing in the file is overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+SCHEMA = "vlm-peft-bench/answers"
+VERSION = 1
+ENV_DIR = "VLM_PEFT_BENCH_ANSWER_LOG"
+ENV_SALT = "VLM_PEFT_BENCH_ANSWER_LOG_SALT"
+
+
+class AnswerLogError(ValueError):
+    """An answer log that cannot be trusted (damaged line, other schema version)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    key: str
+    type: str
+    task: str
+    doc_id: int | str
+    answer: Any  # generated text, or [logprob, is_greedy] for loglikelihood
+    failure: str | None = None
+
+    def record(self) -> dict:
+        return {"key": self.key, "type": self.type, "task": self.task, "doc_id": self.doc_id,
+                "answer": self.answer, "failure": self.failure}
+
+
+def fingerprint(identity: dict) -> str:
+    """sha256 over a JSON-able description of the model and its settings."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def request_key(request_type: str, task: str, split: str, doc_id: int | str, dataset_fingerprint: str | None,
+                context: str, gen_kwargs: dict | None, continuation: str | None = None) -> str:
+    """sha256 identifying one request's input: task, document, its dataset's content, prompt and settings."""
+    material = [request_type, task, split, doc_id, dataset_fingerprint, context,
+                json.dumps(gen_kwargs or {}, sort_keys=True, default=str), continuation]
+    return hashlib.sha256(json.dumps(material, default=str).encode()).hexdigest()
+
+
+class AnswerLog:
+    """The answers of one model identity in `folder`: read all ranks' files, append to this rank's."""
+
+    def __init__(self, folder: Path, identity: dict, rank: int = 0) -> None:
+        self.folder = Path(folder)
+        self.identity = identity
+        self.fingerprint = fingerprint(identity)[:16]
+        self.path = self.folder / f"answers-{self.fingerprint}-rank{rank}.jsonl"
+        self.answers: dict[str, Answer] = {}
+        self.dropped_partial = 0
+        for path in sorted(self.folder.glob(f"answers-{self.fingerprint}-rank*.jsonl")):
+            self._read(path)
+        if self.path.exists() and self.path.stat().st_size:
+            self._repair_tail(self.path)
+        self._file = None
+
+    @property
+    def failures(self) -> list[Answer]:
+        return [a for a in self.answers.values() if a.failure]
+
+    def get(self, key: str) -> Answer | None:
+        return self.answers.get(key)
+
+    def append(self, answers: Iterable[Answer]) -> None:
+        """Append finished answers and make them durable (flush + fsync) before returning."""
+        answers = list(answers)
+        if not answers:
+            return
+        if self._file is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            new = not self.path.exists() or self.path.stat().st_size == 0
+            self._file = open(self.path, "a", encoding="utf-8")
+            if new:
+                header = {"schema": SCHEMA, "version": VERSION, "model": self.identity}
+                self._file.write(json.dumps(header, sort_keys=True, default=str) + "\n")
+        for answer in answers:
+            self._file.write(json.dumps(answer.record(), ensure_ascii=False) + "\n")
+            self.answers[answer.key] = answer
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _read(self, path: Path) -> None:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        lines = text.split("\n")
+        partial_tail = not text.endswith("\n") and text != ""
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            last = number == len(lines)
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as err:
+                if last and partial_tail:  # the line being written when the run was killed
+                    self.dropped_partial += 1
+                    logger.warning(f"vlreft: {path}: line {number} is incomplete (the run was stopped while "
+                                   "writing it); that one answer will be generated again")
+                    continue
+                raise AnswerLogError(
+                    f"{path}, line {number}: not a valid answer record ({err}). The file is damaged; move it "
+                    "away to start this model's answers afresh, or restore it from a copy"
+                ) from err
+            if number == 1:
+                self._check_header(path, record)
+                continue
+            try:
+                answer = Answer(record["key"], record["type"], record["task"], record["doc_id"], record["answer"],
+                                record.get("failure"))
+            except (KeyError, TypeError) as err:
+                raise AnswerLogError(f"{path}, line {number}: answer record lacks field {err}") from err
+            self.answers[answer.key] = answer
+
+    def _check_header(self, path: Path, header: dict) -> None:
+        if header.get("schema") != SCHEMA or header.get("version") != VERSION:
+            found = f"{header.get('schema')!r} version {header.get('version')!r}"
+            raise AnswerLogError(
+                f"{path}, line 1: answer log of schema {found}, this vlm-peft-bench reads {SCHEMA!r} version "
+                f"{VERSION}. Use another --output_path, or move the file away (its answers will be recomputed)"
+            )
+
+    def _repair_tail(self, path: Path) -> None:
+        """Cut a partial last line off this rank's file, so that appended answers start on a line of their own."""
+        with open(path, "rb+") as f:
+            data = f.read()
+            if data.endswith(b"\n"):
+                return
+            f.truncate(data.rfind(b"\n") + 1)
+
+
+def answer_log_folder(explicit: str | None) -> Path | None:
+    """The folder given as a model argument, else the one our `lmms_eval` sets in the environment, else None."""
+    value = explicit or os.environ.get(ENV_DIR)
+    return Path(value) if value else None
+
+
+def answer_log_salt() -> str:
+    """Run settings outside the model's arguments that change answers (our `lmms_eval` puts --seed here)."""
+    return os.environ.get(ENV_SALT, "")
