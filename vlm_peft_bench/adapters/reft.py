@@ -6,6 +6,10 @@ positions given by `positions` (pyreft notation, plus our middle group), shifted
 Only the prompt forward is intervened: tokens produced during cached decoding are not, as with pyreft's
 `intervene_on_prompt=True`. The arithmetic is pyreft's (its modules' forward); only the plumbing is ours.
 
+Interventions are kept and computed in float32 whatever the model's dtype: pyreft's orthogonal parametrisation
+needs a QR decomposition that torch does not implement in bfloat16, and a saved LoReFT is float32. With a bf16 or
+fp16 model, the intervened hidden states are converted to float32 and back.
+
 Position settings are not part of pyreft's files; we store them in `vlm_peft_bench.json` beside them
 (`positions`, `share_weights`). For a third-party folder without it, pass `positions=` to `vlreft`.
 """
@@ -154,7 +158,7 @@ class ReftAdapter:
             if rows.numel():
                 cols = pos[rows, cols]
                 hidden = hidden.clone()
-                hidden[rows, cols] = module(hidden[rows, cols]).to(hidden.dtype)
+                hidden[rows, cols] = module(hidden[rows, cols].float()).to(hidden.dtype)
             return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
         return hook
 
@@ -221,7 +225,6 @@ def load_reft(model: torch.nn.Module, folder: Path, positions: str | None = None
     specs = read_reft_config(folder)
     hidden = _language_model(model).embed_tokens.embedding_dim
     n_layers = len(_decoder_layers(model))
-    dtype = next(model.parameters()).dtype
     modules = []
     for spec in specs:
         if spec.embed_dim != hidden:
@@ -233,7 +236,7 @@ def load_reft(model: torch.nn.Module, folder: Path, positions: str | None = None
         path = folder / f"intkey_{spec.key}.bin"
         if not path.is_file():
             raise AdapterError(f"{folder}: missing {path.name}")
-        modules.append(build_intervention(spec, load_intervention_state(path), dtype, path))
+        modules.append(build_intervention(spec, load_intervention_state(path), torch.float32, path))
     if not share:
         n_groups = len(parse_positions(positions))
         if len(specs) % n_groups:
