@@ -86,7 +86,14 @@ def llava_hf_folder(dest: Path) -> Path:
             shutil.copy2(f, dest / f.name)
     config = json.loads((src / "config.json").read_text())
     vision = config["vision_config"]
-    size, patch = vision.get("image_size", 64), vision.get("patch_size", 8)
+    write_llava_hf_files(dest, vision.get("image_size", 64), vision.get("patch_size", 8))
+    return dest
+
+
+def write_llava_hf_files(dest: Path, size: int, patch: int) -> None:
+    """The processor files transformers' AutoProcessor needs to load `dest` as a LlavaProcessor for nanoLLaVA
+    (the tokenizer files must be there already): ChatML chat template, SigLIP's image processor at `size`,
+    `<image>` expanded to one token per `patch`-pixel patch."""
     tok = json.loads((dest / "tokenizer_config.json").read_text())
     tok["chat_template"] = CHATML_TEMPLATE
     tok["model_input_names"] = ["input_ids", "attention_mask"]  # no token_type_ids: Llava's generate refuses them
@@ -100,7 +107,6 @@ def llava_hf_folder(dest: Path) -> Path:
         "processor_class": "LlavaProcessor", "patch_size": patch, "vision_feature_select_strategy": "default",
         "image_token": "<image>",
     }, indent=2))
-    return dest
 
 
 def _silent_tqdm(*args, **kwargs):
