@@ -58,11 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("TQDM_DISABLE", "1")
-
+# Importing run.py also sets its environment defaults (offline Hub and datasets, no tokenizer threads or tqdm).
 from benchmarks.run import RATIOS, write_llava_hf_files  # noqa: E402  (same targets as the CPU suite; stdlib only)
 
 
