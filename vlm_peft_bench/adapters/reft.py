@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch.nn.utils import parametrize
 
 from vlm_peft_bench.adapters.detect import AdapterError
 from vlm_peft_bench.adapters.positions import parse_positions, position_groups
@@ -172,7 +173,10 @@ class ReftAdapter:
         self.active.positions = self.locations(attention_mask, prompt_lengths)
         self.active.first_forward_only = first_forward_only
         try:
-            yield
+            # LoReFT's rotation is an orthogonal parametrisation, recomputed (a QR) at every access of its weight:
+            # twice per layer per forward. Within the block the weights do not change, so compute each once.
+            with parametrize.cached():
+                yield
         finally:
             self.active.positions = None
 
