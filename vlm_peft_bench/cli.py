@@ -47,14 +47,20 @@ def _leaderboard_build(args: argparse.Namespace) -> int:
 
     try:
         doc = build([Path(p) for p in args.results], Path(args.out), zoo=Path(args.zoo) if args.zoo else None,
-                    reported=Path(args.reported) if args.reported else None, strict=args.strict)
+                    reported=Path(args.reported) if args.reported else None, strict=args.strict,
+                    skip_bad=args.skip_bad)
     except LeaderboardError as err:
         sys.exit(f"vlm-peft-bench leaderboard build: {err}")
+    skipped = doc["inputs"].get("skipped", [])
+    for entry in skipped:
+        print(f"warning: skipped {entry['file']}: {entry['problem']}", file=sys.stderr)
+    warned = {f"skipped {entry['file']} (--skip-bad): {entry['problem']}" for entry in skipped}
     measured = sum(r["kind"] == "measured" for r in doc["rows"])
     print(f"{measured} measured and {len(doc['rows']) - measured} reported rows in {len(doc['groups'])} groups "
           f"-> {args.out}")
     for note in doc["notes"]:
-        print(f"note: {note}")
+        if note not in warned:
+            print(f"note: {note}")
     return 0
 
 
@@ -109,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, help="output folder, e.g. leaderboard/")
     b.add_argument("--strict", action="store_true",
                    help="refuse incomparable results instead of keeping them in separate groups")
+    b.add_argument("--skip-bad", action="store_true",
+                   help="leave out results files, sample logs, cards and repr-rank files that cannot be used "
+                        "(truncated, not JSON/YAML, another layout) instead of refusing; each is warned about and "
+                        "named in leaderboard.json (inputs.skipped)")
     b.set_defaults(func=_leaderboard_build)
 
     r = sub.add_parser("repr-rank", help="singular-value spectrum and effective rank ratio of final-layer "

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from vlm_peft_bench.nanollava.processing import chatml_prompt
 
+# Layout of the vlm_peft_bench block in results files; bump when a reader must know (leaderboard/layout.py).
+SCHEMA_VERSION = 1
 PACKAGES = ("vlm-peft-bench", "lmms-eval", "torch", "transformers", "peft", "pyreft", "pyvene", "accelerate",
             "datasets", "tokenizers", "pillow")
 MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt")

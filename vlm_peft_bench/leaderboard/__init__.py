@@ -5,7 +5,11 @@ adapters zoo's cards, published numbers from a YAML file and `repr-rank` files, 
 .csv, .md, the plots and a self-contained index.html. Modules, one job each:
 
     tasks      which metric heads each task's column (one table entry per task family)
+    readfile   one JSON file read, or exactly why not (truncated, empty, not JSON, not UTF-8)
+    layout     the results-file layout and provenance version the reader accepts, checked field by field
     results    lmms-eval results files -> one record per (file, task)
+    samples    sample logs: complete, incomplete (a killed run: scores kept, no interval) or bad (refused)
+    problems   bad input files, all named in one error (or left out and recorded with --skip-bad)
     compare    what makes two results comparable; groups; refusal messages
     ci         bootstrap 95% intervals from per-sample logs
     cards      the zoo's adapter cards, by adapter hash

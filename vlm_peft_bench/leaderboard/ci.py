@@ -2,6 +2,8 @@
 
 Seeded (the same logs give the same interval, byte for byte). Recipes exist for metrics that aggregate
 per-item records cheaply; corpus metrics (CIDEr, BLEU, METEOR, SPICE) would need re-scoring and get none.
+A log whose records lack what the recipe needs (another lmms-eval layout) raises `UnscorableLog`: the cell then
+has no interval and its ci_note says why.
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ import numpy as np
 
 DRAWS = 1000
 SEED = 0
+class UnscorableLog(ValueError):
+    """The sample log's records do not carry the per-item values the recipe aggregates."""
+
+
 _CVBENCH = {"cvbench_combined": "combined", "cvbench_2d": "2d", "cvbench_3d": "3d", "accuracy": "accuracy"}
 
 
@@ -48,8 +54,11 @@ def point_and_interval(recipe: str, samples: list[dict], metrics: tuple[str, ...
                        seed: int = SEED) -> dict[str, dict]:
     """{metric: {"value": point estimate from the samples, "ci95": [low, high]}} for each metric the recipe
     scores; the point estimate lets the caller check that the logs belong to the results file."""
-    items, score = RECIPES[recipe](samples, metrics)
-    point = score(items)
+    try:
+        items, score = RECIPES[recipe](samples, metrics)
+        point = score(items)
+    except (KeyError, TypeError, ValueError, StopIteration, ZeroDivisionError) as err:
+        raise UnscorableLog(f"the sample log's records cannot be scored ({type(err).__name__}: {err})") from err
     rng = np.random.default_rng(seed)
     n = len(items)
     per_metric: dict[str, list[float]] = {m: [] for m in point}

@@ -54,9 +54,12 @@ def measured_cell(result: TaskResult, group: Group) -> dict:
     if spec.ci is None:
         ci_note = "n/a: corpus metric (an interval would need re-scoring)"
     elif not result.samples:
-        ci_note = "n/a: no sample log"
+        ci_note = f"n/a: {result.samples_note}" if result.samples_note else "n/a: no sample log"
     else:
-        intervals = ci.point_and_interval(spec.ci, result.samples, names)
+        try:
+            intervals = ci.point_and_interval(spec.ci, result.samples, names)
+        except ci.UnscorableLog as err:
+            intervals, ci_note = {}, f"n/a: {err}"
         for name, interval in intervals.items():
             if name not in metrics:
                 continue

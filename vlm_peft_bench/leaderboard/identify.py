@@ -72,9 +72,10 @@ def _from_files(base: dict, adapter: dict, cards: dict) -> dict:
         from vlm_peft_bench.adapters.accounting import account
 
         report = account(base["name"], adapter=str(path))
+        method = _method_from_files(path, kind)
     except (AdapterError, OSError, ValueError) as err:
         return {**unknown, "note": f"cannot count the adapter's parameters: {err}"}
-    return {"method": _method_from_files(path, kind), "adapter_id": path.name,
+    return {"method": method, "adapter_id": path.name,
             "adapter_hash": adapter.get("sha256") or adapter_hash(path), "card": None, "training_seed": None,
             "params": {"trainable": int(report["trainable"]), "total": int(report["total"]),
                        "fraction": float(report["fraction"]), "source": "adapter files"},

@@ -13,18 +13,68 @@ reported everywhere, and never share a group, a frontier or a plot panel with me
         unit: percent         # or fraction
         rows:
           - {method: reft, label: LoReFT, trainable_percent: 0.019, value: 65.7}
+
+A file that is not valid YAML or breaks this format is refused with every problem named (source by id or
+index, row by index); --skip-bad never leaves it out, since it is named explicitly on the command line.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import yaml
 
 from vlm_peft_bench.leaderboard import LeaderboardError
+from vlm_peft_bench.leaderboard.problems import BadFile
+from vlm_peft_bench.leaderboard.readfile import kind_of, yaml_problem
+from vlm_peft_bench.leaderboard.results import display_path
 
 REQUIRED_SOURCE = ("id", "title", "base", "task", "setting", "metric", "unit", "rows")
 REQUIRED_ROW = ("method", "label", "trainable_percent", "value")
+FIX = "fix it (format: vlm_peft_bench/leaderboard/reported.py)"
+
+
+def _number(value) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _source_problems(index: int, source) -> list[str]:
+    if not isinstance(source, dict):
+        return [f"source {index} is {kind_of(source)}, expected a mapping"]
+    name = f"source {source.get('id', index)}"
+    missing = [k for k in REQUIRED_SOURCE if k not in source]
+    if missing:
+        return [f"{name} lacks {', '.join(missing)}"]
+    problems = [] if source["unit"] in ("percent", "fraction") else [f"{name}: unit must be percent or fraction"]
+    if not isinstance(source["rows"], list):
+        return problems + [f"{name}: rows is {kind_of(source['rows'])}, expected a list"]
+    for number, row in enumerate(source["rows"]):
+        if not isinstance(row, dict):
+            problems.append(f"{name}: row {number} is {kind_of(row)}, expected a mapping")
+            continue
+        missing = [k for k in REQUIRED_ROW if k not in row]
+        if missing:
+            problems.append(f"{name}: row {number} lacks {', '.join(missing)}")
+        elif _number(row["trainable_percent"]) is None or _number(row["value"]) is None:
+            problems.append(f"{name}: row {number}: trainable_percent and value must be numbers")
+    return problems
+
+
+def _check(data) -> list[str]:
+    if not isinstance(data, dict):
+        return [f"holds {kind_of(data)}, expected a mapping with schema_version and sources"]
+    if data.get("schema_version") != 1:
+        return [f"schema_version is {data.get('schema_version')!r}, expected 1"]
+    sources = data.get("sources") or []
+    if not isinstance(sources, list):
+        return [f"sources is {kind_of(sources)}, expected a list"]
+    problems = [p for index, source in enumerate(sources) for p in _source_problems(index, source)]
+    ids = [s["id"] for s in sources if isinstance(s, dict) and "id" in s]
+    problems += [f"two sources have the id {i!r}" for i in sorted({i for i in ids if ids.count(i) > 1}, key=str)]
+    return problems
 
 
 def load_reported(path: Path | None) -> list[dict]:
@@ -34,26 +84,20 @@ def load_reported(path: Path | None) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise LeaderboardError(f"reported-results file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
-    if data.get("schema_version") != 1:
-        raise LeaderboardError(f"{path}: expected schema_version: 1")
-    sources, seen = [], set()
-    for index, source in enumerate(data.get("sources") or []):
-        missing = [k for k in REQUIRED_SOURCE if k not in source]
-        if missing:
-            raise LeaderboardError(f"{path}: source {index} lacks {', '.join(missing)}")
-        if source["id"] in seen:
-            raise LeaderboardError(f"{path}: two sources have the id {source['id']!r}")
-        seen.add(source["id"])
-        if source["unit"] not in ("percent", "fraction"):
-            raise LeaderboardError(f"{path}: source {source['id']}: unit must be percent or fraction")
+    shown = display_path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise BadFile(shown, yaml_problem(err), FIX, False) from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise BadFile(shown, f"cannot be read ({getattr(err, 'strerror', None) or err})", FIX, False) from err
+    problems = _check(data)
+    if problems:
+        raise BadFile(shown, "; ".join(problems), FIX, False)
+    sources = []
+    for source in data.get("sources") or []:
         scale = 100.0 if source["unit"] == "percent" else 1.0
-        rows = []
-        for row in source["rows"]:
-            missing = [k for k in REQUIRED_ROW if k not in row]
-            if missing:
-                raise LeaderboardError(f"{path}: a row of {source['id']} lacks {', '.join(missing)}")
-            rows.append({**row, "fraction": float(row["trainable_percent"]) / 100.0,
-                         "score": float(row["value"]) / scale})
+        rows = [{**row, "fraction": float(row["trainable_percent"]) / 100.0, "score": float(row["value"]) / scale}
+                for row in source["rows"]]
         sources.append({**source, "rows": rows})
     return sources

@@ -108,22 +108,58 @@ def default_name(document: dict) -> str:
 
 
 def write(document: dict, out: Path) -> Path:
+    """Write the document as JSON (atomically: an interrupted write leaves any earlier file whole)."""
+    from vlm_peft_bench.atomic import write_files
+
     out = Path(out)
     if out.is_dir() or not out.suffix:
         out = out / default_name(document)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    write_files(out.parent, {out.name: text.encode()})
     return out
 
 
-def read_repr_files(dirs: list[Path]) -> list[dict]:
-    """Every repr-rank document under the results folders (files whose `schema` says so)."""
+SUMMARY_FIELDS = ("effective_rank_ratio", "effective_rank", "hidden_size", "n", "positions", "cumulative")
+
+
+def check_document(data: dict) -> list[str]:
+    """What keeps a repr-rank document (one whose `schema` is ours) from being read; [] when it is fine."""
+    if data.get("schema_version") != SCHEMA_VERSION:
+        return [f"repr-rank schema_version is {data.get('schema_version')!r}: written by another version of "
+                f"vlm-peft-bench (this one reads {SCHEMA_VERSION})"]
+    problems = [f"no {key}" for key in ("task", "base", "adapter", *SUMMARY_FIELDS) if key not in data]
+    if not isinstance(data.get("base", {}), dict):
+        problems.append("base is not an object")
+    if not isinstance(data.get("adapter"), (dict, type(None))):
+        problems.append("adapter is neither an object nor null")
+    if not isinstance(data.get("cumulative", []), list):
+        problems.append("cumulative is not a list")
+    return ["repr-rank document with " + "; ".join(problems)] if problems else []
+
+
+def read_repr_files(dirs: list[Path]) -> tuple[list[dict], list]:
+    """(every repr-rank document under the results folders (files whose `schema` says so), [the problem of each
+    `repr_rank*.json` that cannot be read or has another layout]); JSON files of another schema are ignored."""
+    from vlm_peft_bench.leaderboard.problems import BadFile
+    from vlm_peft_bench.leaderboard.readfile import kind_of, read_json
     from vlm_peft_bench.leaderboard.results import display_path
 
-    docs = []
+    fix = "re-run `vlm-peft-bench repr-rank` for it, or remove the file"
+    docs, problems = [], []
     for d in dirs:
         for path in sorted(Path(d).rglob("repr_rank*.json")) if Path(d).is_dir() else []:
-            data = json.loads(path.read_text())
-            if isinstance(data, dict) and data.get("schema") == SCHEMA_ID:
-                docs.append({**data, "_file": display_path(path)})
-    return docs
+            shown = display_path(path)
+            try:
+                data = read_json(path, shown, fix)
+                if not isinstance(data, dict):
+                    raise BadFile(shown, f"holds {kind_of(data)}, not a repr-rank document (an object)", fix)
+                if data.get("schema") != SCHEMA_ID:
+                    continue
+                found = check_document(data)
+                if found:
+                    raise BadFile(shown, found[0], fix)
+            except BadFile as err:
+                problems.append(err.problem)
+                continue
+            docs.append({**data, "_file": shown})
+    return docs, problems

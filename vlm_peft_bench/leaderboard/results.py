@@ -4,11 +4,14 @@ Reads `<stamp>_results.json` as lmms-eval 0.7.3 writes it, with the `vlm_peft_be
 `lmms_eval` wrapper adds (base and adapter hashes, prompt template, versions); files from plain lmms-eval are
 accepted, grouped by the `pretrained` name, with hashes unknown. Sample logs `<stamp>_samples_<task>.jsonl`
 (or `.jsonl.gz`) beside a results file are used for intervals and for a hash of the evaluated inputs.
+
+A file that cannot be read, or whose layout is not the one described in `layout.py`, raises `BadFile` naming
+the file and every field at fault; nothing is guessed. What a partial or bad sample log does is described in
+`samples.py`: it never costs the results file its scores.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import math
@@ -16,6 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlm_peft_bench.leaderboard import LeaderboardError
+from vlm_peft_bench.leaderboard.layout import RERUN_LMMS, UPGRADE, is_version_problem, results_problems
+from vlm_peft_bench.leaderboard.problems import BadFile, Problem
+from vlm_peft_bench.leaderboard.readfile import read_json
+from vlm_peft_bench.leaderboard.samples import read_samples
 
 
 @dataclass
@@ -38,6 +45,9 @@ class TaskResult:
     samples: list[dict] | None = field(default=None, repr=False)
     inputs_sha256: str | None = None
     notes: dict = field(default_factory=dict)
+    samples_note: str | None = None  # why the sample log gives no interval (incomplete, or left out as bad)
+    samples_problem: Problem | None = None  # a bad sample log, for the builder to refuse or leave out
+    provenance: bool = True  # False: no vlm_peft_bench block (plain lmms-eval): hashes unknown
 
 
 def display_path(path: Path) -> str:
@@ -59,6 +69,8 @@ def find_results(dirs: list[Path]) -> list[Path]:
 
 
 def parse_model_args(text: str) -> dict[str, str]:
+    if isinstance(text, dict):  # lm-evaluation-harness style: already parsed
+        return {str(k): str(v) for k, v in text.items()}
     out = {}
     for part in (text or "").split(","):
         if "=" in part:
@@ -91,6 +103,12 @@ def _prompt_kwargs(config: dict) -> dict:
     return resolved or dict(kwargs.get("default") or {})
 
 
+def _obj(data: dict, key: str) -> dict:
+    """data[key] when it is an object, else {} (an absent or null optional section)."""
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def _score(value):
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return None if math.isnan(float(value)) else float(value)
@@ -100,18 +118,18 @@ def _score(value):
 def fingerprint(task: str, data: dict) -> dict:
     """What defines the evaluation of `task` in a results file, beyond the model: version, split, items, prompt
     and generation settings, dataset. Two results are comparable only when these agree."""
-    config = data.get("configs", {}).get(task, {})
-    run = data.get("config", {})
-    n_samples = data.get("n-samples", {}).get(task, {})
+    config = _obj(data, "configs").get(task) or {}
+    run = _obj(data, "config")
+    n_samples = _obj(data, "n-samples").get(task) or {}
     return {
         "task": task,
-        "version": data.get("versions", {}).get(task),
+        "version": _obj(data, "versions").get(task),
         "split": config.get("test_split"),
         "n": n_samples.get("effective"),
         "limit": run.get("limit"),
         "offset": run.get("offset") or 0,
-        "num_fewshot": data.get("n-shot", {}).get(task, config.get("num_fewshot")),
-        "task_hash": data.get("task_hashes", {}).get(task),
+        "num_fewshot": _obj(data, "n-shot").get(task, config.get("num_fewshot")),
+        "task_hash": _obj(data, "task_hashes").get(task),
         "prompt_kwargs": _prompt_kwargs(config),
         "generation_kwargs": _portable(config.get("generation_kwargs") or {}),
         "dataset": _portable({"path": config.get("dataset_path"), "name": config.get("dataset_name"),
@@ -128,13 +146,6 @@ def samples_path(results_file: Path, task: str) -> Path | None:
     return None
 
 
-def read_samples(path: Path) -> list[dict]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return sorted(rows, key=lambda r: r.get("doc_id", 0))
-
-
 def inputs_hash(samples: list[dict]) -> str:
     """sha256 over every item's id, prompt text and target: which items were evaluated, asked how."""
     digest = hashlib.sha256()
@@ -144,19 +155,45 @@ def inputs_hash(samples: list[dict]) -> str:
     return digest.hexdigest()
 
 
-def read_results(path: Path, with_samples: bool = True) -> list[TaskResult]:
-    """One TaskResult per task in an lmms-eval results file (groups and tasks without scores skipped)."""
+def load(path: Path) -> dict:
+    """The parsed results file, checked against the layout the reader expects; `BadFile` otherwise."""
+    shown = display_path(path)
+    data = read_json(path, shown, RERUN_LMMS)
+    problems = results_problems(data)
+    if problems:
+        raise BadFile(shown, "; ".join(problems), UPGRADE if any(map(is_version_problem, problems)) else RERUN_LMMS)
+    return data
+
+
+def attach_samples(result: TaskResult, results_file: Path) -> None:
+    """Read the task's sample log, if there is one, into `result` (see samples.py for what each outcome does)."""
+    sample_file = samples_path(Path(results_file), result.task)
+    if sample_file is None:
+        return
+    result.samples_file = display_path(sample_file)
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise LeaderboardError(f"{path}: not a readable results file ({err})") from err
-    if not isinstance(data, dict) or "results" not in data or "configs" not in data:
-        raise LeaderboardError(f"{path}: not an lmms-eval results file (no 'results' and 'configs')")
-    run = data.get("config", {})
-    model_args = str(run.get("model_args") or "")
+        log = read_samples(sample_file, result.samples_file, result.n)
+    except BadFile as err:
+        result.samples_problem = err.problem
+        return
+    if log.incomplete:
+        result.samples_note = f"sample log incomplete ({log.incomplete})"
+        return
+    result.samples = log.records
+    result.inputs_sha256 = inputs_hash(log.records)
+
+
+def read_results(path: Path, with_samples: bool = True) -> list[TaskResult]:
+    """One TaskResult per task in an lmms-eval results file (groups and tasks without scores skipped);
+    `BadFile` for a file that cannot be read or is laid out otherwise (see layout.py)."""
+    data = load(path)
+    run = data["config"]
+    model_args = run.get("model_args") or ""
     args = parse_model_args(model_args)
+    model_args = model_args if isinstance(model_args, str) else ",".join(f"{k}={v}" for k, v in args.items())
     block = data.get("vlm_peft_bench") or {}
-    base = {"name": block.get("pretrained") or args.get("pretrained") or data.get("model_name") or "unknown",
+    name = data.get("model_name") if isinstance(data.get("model_name"), str) else None
+    base = {"name": block.get("pretrained") or args.get("pretrained") or name or "unknown",
             "hash": block.get("model_hash")}
     adapter = None
     if block.get("adapter"):
@@ -176,13 +213,10 @@ def read_results(path: Path, with_samples: bool = True) -> list[TaskResult]:
             file=display_path(path), task=task, scores=scores, base=base,
             prompt_template=block.get("prompt_template"), system_instruction=system, adapter=adapter,
             fingerprint=fingerprint(task, data), date=_date(data), seeds=seeds, versions=versions,
-            task_hash=data.get("task_hashes", {}).get(task), n=data.get("n-samples", {}).get(task, {}).get("effective"),
-            model_args=model_args, notes=dict(block.get("notes") or {}),
+            task_hash=_obj(data, "task_hashes").get(task), n=(_obj(data, "n-samples").get(task) or {}).get("effective"),
+            model_args=model_args, notes=dict(block.get("notes") or {}), provenance=bool(block),
         )
-        sample_file = samples_path(Path(path), task)
-        if sample_file and with_samples:
-            result.samples = read_samples(sample_file)
-            result.samples_file = display_path(sample_file)
-            result.inputs_sha256 = inputs_hash(result.samples)
+        if with_samples:
+            attach_samples(result, Path(path))
         out.append(result)
     return out

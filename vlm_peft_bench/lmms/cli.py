@@ -95,7 +95,8 @@ def add_provenance(output_path: Path, model_args: str, since: float) -> None:
     """Add a `vlm_peft_bench` block (versions, prompt template, model hashes) to this run's results files."""
     from lmms_eval.utils import simple_parse_args_string
 
-    from vlm_peft_bench.provenance import model_provenance
+    from vlm_peft_bench.atomic import write_files
+    from vlm_peft_bench.provenance import SCHEMA_VERSION, model_provenance
 
     parsed = simple_parse_args_string(model_args) if model_args else {}
     block = model_provenance(str(parsed.get("pretrained", "nanollava-tiny")), parsed.get("system_prompt"))
@@ -108,8 +109,9 @@ def add_provenance(output_path: Path, model_args: str, since: float) -> None:
     for path in output_path.rglob("*_results.json"):
         if path.stat().st_mtime >= since:
             data = json.loads(path.read_text())
-            data["vlm_peft_bench"] = {**block, **_notes(data), **_failures(data)}
-            path.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+            data["vlm_peft_bench"] = {"schema_version": SCHEMA_VERSION, **block, **_notes(data), **_failures(data)}
+            # replaced whole: a kill or a full disk now must not truncate a finished run's results
+            write_files(path.parent, {path.name: json.dumps(data, indent=2, ensure_ascii=False).encode()})
 
 
 def _notes(data: dict) -> dict:

@@ -21,6 +21,7 @@ from vlm_peft_bench.adapters.accounting import account
 from vlm_peft_bench.adapters.detect import AdapterError, detect_adapter_type
 from vlm_peft_bench.adapters.loader import adapter_file_hashes
 from vlm_peft_bench.adapters.recipes import load_recipe
+from vlm_peft_bench.atomic import write_files
 from vlm_peft_bench.nanollava.loading import load_nanollava
 from vlm_peft_bench.provenance import combined_hash, model_provenance
 from vlm_peft_bench.train.data import load_task, split_train_validation, task_examples
@@ -196,7 +197,7 @@ def train(recipe_name: str, task_name: str, out: Path, base: str = "nanollava-ti
         card["beats_untrained_base_beyond_ci95"] = card["test"]["value"] > card["base_test"]["ci95"][1]
     if card_dir is not None:
         card_dir.mkdir(parents=True, exist_ok=True)
-        (card_dir / f"{card['id']}.yaml").write_text(yaml.safe_dump(card, sort_keys=False, width=110))
+        write_files(card_dir, {f"{card['id']}.yaml": yaml.safe_dump(card, sort_keys=False, width=110).encode()})
     return card
 
 
