@@ -96,6 +96,16 @@ def build_intervention(spec: InterventionSpec, state: dict, dtype: torch.dtype, 
     return module.to(dtype).eval()
 
 
+def frozen(module: torch.nn.Module) -> torch.nn.Module:
+    """An intervention for evaluation only: parametrised weights (LoReFT's orthogonal rotation, recomputed by a QR
+    at every access) replaced by their current value, and no gradients. Same numbers, computed once."""
+    for sub in module.modules():
+        if parametrize.is_parametrized(sub):
+            for name in list(sub.parametrizations):
+                parametrize.remove_parametrizations(sub, name, leave_parametrized=True)
+    return module.requires_grad_(False)
+
+
 def load_intervention_state(path: Path) -> dict:
     """One `intkey_*.bin`, loaded without executing code."""
     try:
@@ -154,11 +164,10 @@ class ReftAdapter:
             if self.active.positions is None:
                 return output
             hidden = output[0] if isinstance(output, tuple) else output
-            pos = self.active.positions[group] if group >= 0 else self.active.positions.union
-            rows, cols = (pos >= 0).nonzero(as_tuple=True)
+            rows, cols = self.active.positions.where(group)
             if rows.numel():
-                cols = pos[rows, cols]
-                hidden = hidden.clone()
+                if torch.is_grad_enabled():  # training: keep the layer's output intact for autograd
+                    hidden = hidden.clone()
                 hidden[rows, cols] = module(hidden[rows, cols].float()).to(hidden.dtype)
             return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
         return hook
@@ -173,8 +182,8 @@ class ReftAdapter:
         self.active.positions = self.locations(attention_mask, prompt_lengths)
         self.active.first_forward_only = first_forward_only
         try:
-            # LoReFT's rotation is an orthogonal parametrisation, recomputed (a QR) at every access of its weight:
-            # twice per layer per forward. Within the block the weights do not change, so compute each once.
+            # In training, LoReFT's rotation is an orthogonal parametrisation, recomputed (a QR) at every access of
+            # its weight, twice per layer per forward; within one forward it does not change, so compute it once.
             with parametrize.cached():
                 yield
         finally:
@@ -192,12 +201,21 @@ class ReftAdapter:
 
 
 class _Locations:
-    def __init__(self, groups: list[torch.Tensor], union: torch.Tensor, device):
-        self.groups = [g.to(device) for g in groups]
-        self.union = union.to(device)
+    """Per position group (and for their union, group -1): the (row, position) index pairs to intervene on,
+    computed once per forward rather than in every layer's hook."""
 
-    def __getitem__(self, g: int) -> torch.Tensor:
-        return self.groups[g]
+    def __init__(self, groups: list[torch.Tensor], union: torch.Tensor, device):
+        self.groups = [_index_pairs(g.to(device)) for g in groups]
+        self.union = _index_pairs(union.to(device))
+
+    def where(self, group: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.groups[group] if group >= 0 else self.union
+
+
+def _index_pairs(positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows and positions of the valid (>= 0) entries of a padded [batch, n] position table."""
+    rows, slots = (positions >= 0).nonzero(as_tuple=True)
+    return rows, positions[rows, slots]
 
 
 def _pad(rows: list[list[int]]) -> torch.Tensor:
@@ -240,7 +258,7 @@ def load_reft(model: torch.nn.Module, folder: Path, positions: str | None = None
         path = folder / f"intkey_{spec.key}.bin"
         if not path.is_file():
             raise AdapterError(f"{folder}: missing {path.name}")
-        modules.append(build_intervention(spec, load_intervention_state(path), torch.float32, path))
+        modules.append(frozen(build_intervention(spec, load_intervention_state(path), torch.float32, path)))
     if not share:
         n_groups = len(parse_positions(positions))
         if len(specs) % n_groups:
