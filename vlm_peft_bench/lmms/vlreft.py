@@ -160,10 +160,14 @@ class VLReft(lmms):
             raise BadSampleError(f"task {task}, doc {doc_id}: expected a PIL image, got {type(visuals[0]).__name__}")
         return visuals[0] if visuals else None
 
-    def _inputs(self, contexts, images, continuations=None):
-        """Left-padded model inputs and each row's prompt length (continuations, if any, follow the prompt)."""
-        prompts = [self.processor.prompt(c, img is not None) for c, img in zip(contexts, images)]
-        encoded = self.processor.encode(prompts)
+    def _encode(self, contexts, images) -> list[list[int]]:
+        """Token ids of each row's full prompt (chat markup, expanded image tokens)."""
+        return self.processor.encode([self.processor.prompt(c, img is not None) for c, img in zip(contexts, images)])
+
+    def _inputs(self, contexts, images, continuations=None, encoded=None):
+        """Left-padded model inputs and each row's prompt length (continuations, if any, follow the prompt);
+        `encoded` gives the prompts' ids when the caller has them already."""
+        encoded = encoded if encoded is not None else self._encode(contexts, images)
         prompt_lengths = [len(ids) for ids in encoded]
         if continuations is not None:
             tokenizer = self.processor.tokenizer
@@ -234,8 +238,8 @@ class VLReft(lmms):
 
     def _generate_rows(self, contexts, images, gen: dict, until: list[str]) -> tuple[list[str], list[str | None]]:
         """Generated texts and per-row failures; rows whose prompt does not fit the context are not run."""
-        prompts = [self.processor.prompt(c, img is not None) for c, img in zip(contexts, images)]
-        lengths = [len(ids) for ids in self.processor.encode(prompts)]
+        encoded = self._encode(contexts, images)
+        lengths = [len(ids) for ids in encoded]
         fits = [n < self.context_length for n in lengths]
         texts = [""] * len(contexts)
         failures: list[str | None] = [
@@ -244,8 +248,9 @@ class VLReft(lmms):
         ]
         rows = [i for i, ok in enumerate(fits) if ok]
         if rows:
-            generated = self._generate(*self._inputs([contexts[i] for i in rows], [images[i] for i in rows]),
-                                       dict(gen), until)
+            inputs = self._inputs([contexts[i] for i in rows], [images[i] for i in rows],
+                                  encoded=[encoded[i] for i in rows])
+            generated = self._generate(*inputs, dict(gen), until)
             for i, text in zip(rows, generated):
                 texts[i] = text
                 if not text.strip():
