@@ -36,3 +36,14 @@ def make_model(mini_test):
         return model
 
     return make
+
+
+# Two CPU processes, as the README documents them. `accelerate launch --cpu --num_processes 2` starts only ONE
+# process (its CPU path is the simple launcher); torchrun starts two and sets RANK / WORLD_SIZE, which lmms-eval
+# reads, and ACCELERATE_USE_CPU makes accelerate build a gloo process group from them (DDP training needs it).
+def two_process_command(*args: str) -> list[str]:
+    """The launcher, then `args`: `-m lmms_eval ...` or a script and its arguments."""
+    import sys
+
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    return ["env", "ACCELERATE_USE_CPU=true", torchrun, "--standalone", "--nproc_per_node", "2", *args]

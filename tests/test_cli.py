@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from .conftest import REPO, two_process_command
 
 BIN = Path(sys.executable).parent
 RUN = ["--model", "vlreft", "--model_args", "pretrained=nanollava-tiny", "--tasks", "cvbench_mini", "--batch_size", "4"]
@@ -61,13 +61,24 @@ def responses(out: Path) -> dict:
 
 
 def test_data_parallel_over_two_processes_matches_one(tmp_path):
-    """`accelerate launch` with two CPU processes shards the requests; the gathered answers equal one process's."""
+    """Two CPU processes (torchrun) shard the requests; the gathered answers equal one process's."""
     limit = ["--limit", "24", "--log_samples", "--include_path", str(REPO / "tasks")]
     single = run([sys.executable, "-m", "lmms_eval", *RUN, *limit, "--output_path", str(tmp_path / "one")], tmp_path)
     assert single.returncode == 0, single.stderr[-3000:]
-    launch = [str(BIN / "accelerate"), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lmms_eval"]
-    parallel = run([*launch, *RUN, *limit, "--output_path", str(tmp_path / "two")], tmp_path)
+    answers = tmp_path / "answers"
+    with_log = [*RUN[:3], f"{RUN[3]},answer_log={answers}", *RUN[4:]]
+    lmms = ["-m", "lmms_eval", *with_log, *limit]
+    parallel = run(two_process_command(*lmms, "--output_path", str(tmp_path / "two")), tmp_path)
     assert parallel.returncode == 0, parallel.stderr[-3000:]
+    assert "vlreft: data parallel over 2 processes" in parallel.stdout + parallel.stderr
     one, two = responses(tmp_path / "one"), responses(tmp_path / "two")
     assert len(two) == 24 and one == two
+    # Each process logged its own shard of the answers; a second launch reads every one back and computes none.
+    shards = sorted(answers.glob("answers-*-rank*.jsonl"))
+    assert [f.name[-12:] for f in shards] == ["-rank0.jsonl", "-rank1.jsonl"]
+    assert sum(len(f.read_text().splitlines()) - 1 for f in shards) == 24
+    again = run(two_process_command(*lmms, "--output_path", str(tmp_path / "three")), tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (again.stdout + again.stderr).count("computing the other 0") == 2
+    assert responses(tmp_path / "three") == one
+    assert sum(len(f.read_text().splitlines()) - 1 for f in shards) == 24

@@ -21,7 +21,7 @@ from vlm_peft_bench.paths import tasks_dir
 from vlm_peft_bench.synthetic.caption_vqa_scenes import generate_captions, generate_vqa
 from vlm_peft_bench.synthetic.write_caption_vqa_mini import COCO_CAPTION_FEATURES, VQA_V2_FEATURES
 
-from .conftest import REPO
+from .conftest import REPO, two_process_command
 
 COCO_MINI = REPO / "tasks" / "coco_captions" / "mini" / "test.parquet"
 VQA_MINI = REPO / "tasks" / "vqa_v2" / "mini" / "test.parquet"
@@ -324,12 +324,11 @@ def test_lmms_eval_writes_every_caption_and_vqa_metric(single_run):
 
 
 def test_two_processes_score_the_whole_split_like_one(single_run, tmp_path):
-    """`accelerate launch` with two CPU processes: rank 0 scores the gathered split, so the numbers are the same."""
-    launch = [str(BIN / "accelerate"), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lmms_eval"]
-    proc = run([*launch, *RUN, "--include_path", str(REPO / "tasks"), "--output_path", str(tmp_path / "out")],
-               tmp_path)
+    """Two CPU processes (torchrun): rank 0 scores the gathered split, so the numbers are the same."""
+    args = [*RUN, "--include_path", str(REPO / "tasks"), "--output_path", str(tmp_path / "out")]
+    proc = run(two_process_command("-m", "lmms_eval", *args), tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "vlreft: data parallel over 2 processes" in proc.stdout + proc.stderr
     one, two = results(single_run[0])["results"], results(tmp_path / "out")["results"]
     for task in ("coco_captions_mini", "vqa_v2_mini"):
         assert {k: v for k, v in one[task].items() if "stderr" not in k} == {

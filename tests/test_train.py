@@ -80,3 +80,28 @@ def test_out_folder_holding_another_adapter_format_is_refused_before_training(tm
     (out / "adapter_config.json").write_text("{}")  # a peft adapter left from an earlier run
     with pytest.raises(FileExistsError, match="already holds a peft adapter"):
         train("full-ft", "cvbench_mini", out, limit=2, evaluate_test=False, card_dir=None)
+
+
+def test_two_processes_train_with_ddp_each_on_half_the_data(tmp_path):
+    """The README's multi-process form (torchrun + ACCELERATE_USE_CPU: gloo on CPUs): each process takes half of
+    the items, so a 12-item run takes 6 steps, and the main process saves a working adapter and its card."""
+    import os
+    import subprocess
+
+    import yaml
+
+    from .conftest import two_process_command
+
+    script = tmp_path / "train_two.py"
+    script.write_text(
+        "from vlm_peft_bench.train.trainer import train\n"
+        f"train('lora-r8', 'cvbench_mini', {str(tmp_path / 'lora')!r}, limit=12, evaluate_test=False, "
+        f"card_dir={str(tmp_path / 'cards')!r}, device='cpu')\n")
+    command = two_process_command(str(script))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    [card_file] = list((tmp_path / "cards").glob("*.yaml"))
+    card = yaml.safe_load(card_file.read_text())
+    assert card["training"]["steps"] == 6
+    assert (logits(None) - logits(tmp_path / "lora")).abs().max() > 1e-4

@@ -10,7 +10,7 @@ none), `attn_implementation` (eager | sdpa), `answer_log` (a folder for the per-
 killed run resume; our `lmms_eval` sets `<output_path>/vlreft_answers` unless given `--no_resume`).
 
 Generation is batched with left padding; requests are sorted by length so that batches pad little, and
-results come back in the original order. Several processes (`accelerate launch`) split the requests, as
+results come back in the original order. Several processes (`accelerate launch`, `torchrun`) split the requests, as
 lmms-eval's own models do.
 
 A request that cannot be answered but does not invalidate the run (a prompt longer than the model's context) is
@@ -22,6 +22,7 @@ block by our `lmms_eval`.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,16 @@ RUN_FAILURES: list[Answer] = []  # this process's per-sample failures, for the r
 
 class BadSampleError(ValueError):
     """A request whose document or image cannot be turned into model input."""
+
+
+def process_rank(accelerator: Accelerator) -> tuple[int, int]:
+    """(global rank, world size) of this process: accelerate's when it set up the processes, else torchrun's
+    environment. lmms-eval shards requests by RANK / WORLD_SIZE, and accelerate builds no process group from them
+    on CPUs; the rank names this process's answer log."""
+    if accelerator.num_processes > 1:
+        return accelerator.process_index, accelerator.num_processes
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return (int(os.environ.get("RANK", "0")), world) if world > 1 else (0, 1)
 
 
 def _as_bool(value: Any) -> bool:
@@ -98,9 +109,8 @@ class VLReft(lmms):
         self.pretrained = pretrained
         self.source = loaded.source
         self.accelerator = accelerator
-        self._rank = accelerator.local_process_index if accelerator.num_processes > 1 else 0
-        self._world_size = accelerator.num_processes
-        if self._world_size > 1 and accelerator.is_local_main_process:
+        self._rank, self._world_size = process_rank(accelerator)
+        if self._world_size > 1 and self._rank == 0:
             logger.info(f"vlreft: data parallel over {self._world_size} processes")
         logger.info(f"vlreft: {pretrained} ({loaded.layout} layout, {self.source}) on {self._device}, "
                     f"{self._model.dtype}")

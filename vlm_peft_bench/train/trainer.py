@@ -119,7 +119,8 @@ def _fit(method: Method, train_set, processor, settings: dict, accelerator, devi
     world, rank = accelerator.num_processes, accelerator.process_index
     steps = epochs * math.ceil(len(train_set) / (batch_size * world))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / max(1, steps)))
-    # Several processes (accelerate launch): DDP keeps the trainable weights in step; each takes its shard.
+    # Several processes (accelerate launch on GPUs; torchrun + ACCELERATE_USE_CPU on CPUs): DDP keeps the trainable
+    # weights in step; each takes its shard.
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     order_rng = random.Random(seed)
     losses = []
@@ -151,10 +152,11 @@ def _fit(method: Method, train_set, processor, settings: dict, accelerator, devi
     return losses
 
 
-def train(recipe_name: str, task_name: str, out: Path, base: str = "nanollava-tiny", seed: int = 0,
+def train(recipe_name: str, task_name: str, out: Path | str, base: str = "nanollava-tiny", seed: int = 0,
           overrides: dict | None = None, limit: int | None = None, device: str | None = None,
-          evaluate_test: bool = True, card_dir: Path | None = ZOO, name_out: bool = False) -> dict:
+          evaluate_test: bool = True, card_dir: Path | str | None = ZOO, name_out: bool = False) -> dict:
     """Train, validate, save to `out` (or, with `name_out`, to adapters_zoo/weights/<card id>), evaluate."""
+    out, card_dir = Path(out), (Path(card_dir) if card_dir is not None else None)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     recipe = load_recipe(recipe_name)
     if name_out:
