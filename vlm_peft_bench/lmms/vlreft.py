@@ -93,8 +93,10 @@ class VLReft(lmms):
         accelerator = Accelerator()
         if accelerator.num_processes > 1:  # one device per process: cuda:<local rank>, or the CPU
             self._device = accelerator.device
+        elif device is None and torch.cuda.is_available():  # several torchrun processes: one GPU each
+            self._device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}")
         else:
-            self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            self._device = torch.device(device or "cpu")
         if adapter:  # checked (and fetched, for a Hub id) before the possibly large base model loads
             adapter = str(resolve_adapter(adapter))
             validate_adapter_arg(adapter, adapter_type)
