@@ -418,9 +418,16 @@ def test_repr_rank_files_are_written_whole(tmp_path):
     assert json.loads(path.read_text()) == document and [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
-def test_provenance_version_agrees_with_the_writer():
-    """The block's writer (vlm_peft_bench/provenance.py) and this reader agree."""
-    from vlm_peft_bench.leaderboard.layout import PROVENANCE_VERSION
-    from vlm_peft_bench.provenance import SCHEMA_VERSION
+def test_the_block_our_lmms_eval_writes_is_read(tmp_path):
+    """Writer and reader agree: a results file after add_provenance (schema_version included) reads cleanly."""
+    from vlm_peft_bench.lmms.cli import add_provenance
 
-    assert SCHEMA_VERSION == PROVENANCE_VERSION
+    path = write_run(tmp_path, "2026-01-01T00-00-00")
+    data = json.loads(path.read_text())
+    del data["vlm_peft_bench"]
+    path.write_text(json.dumps(data))
+    add_provenance(tmp_path, "pretrained=nanollava-tiny", since=0)
+    block = json.loads(path.read_text())["vlm_peft_bench"]
+    assert block["schema_version"] == 1 and block["pretrained"] == "nanollava-tiny"
+    [result] = read_results(path)
+    assert result.task == "cvbench_mini"

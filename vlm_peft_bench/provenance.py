@@ -7,9 +7,8 @@ import importlib.metadata
 import json
 from pathlib import Path
 
-from vlm_peft_bench.nanollava.processing import chatml_prompt
-
-# Layout of the vlm_peft_bench block in results files; bump when a reader must know (leaderboard/layout.py).
+# Layout of the vlm_peft_bench block in results files; bump when a reader must know. The leaderboard reads
+# it from here (leaderboard/layout.py), so this module imports nothing heavy at the top.
 SCHEMA_VERSION = 1
 PACKAGES = ("vlm-peft-bench", "lmms-eval", "torch", "transformers", "peft", "pyreft", "pyvene", "accelerate",
             "datasets", "tokenizers", "pillow")
@@ -48,6 +47,7 @@ def package_versions() -> dict[str, str | None]:
 def model_provenance(pretrained: str, system_prompt: str | None = None) -> dict:
     """Provenance of a `vlreft` run's model: where it came from, file hashes, prompt template, versions."""
     from vlm_peft_bench.nanollava.loading import resolve_pretrained
+    from vlm_peft_bench.nanollava.processing import chatml_prompt
 
     folder = resolve_pretrained(pretrained)
     hashes = folder_hashes(folder)

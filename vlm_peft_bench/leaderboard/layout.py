@@ -15,8 +15,8 @@ versions; adapter and notes since they exist) is version 1, and later additions 
 from __future__ import annotations
 
 from vlm_peft_bench.leaderboard.readfile import kind_of
+from vlm_peft_bench.provenance import SCHEMA_VERSION as PROVENANCE_VERSION  # the writer's; one number
 
-PROVENANCE_VERSION = 1
 REQUIRED = {"results": "task scores", "configs": "per-task settings", "config": "run settings"}
 OPTIONAL_OBJECTS = ("versions", "n-shot", "n-samples", "task_hashes")
 RERUN_LMMS = ("re-run the evaluation with `lmms_eval --model vlreft ... --log_samples --output_path DIR`, or "
