@@ -255,50 +255,38 @@ def tensor_bytes(*modules) -> int:
 
 
 class DirectRunner:
-    """VLReft.generate_until's path without lmms-eval (which the GPU image may lack): requests sorted by prompt
-    length (longest first), batched, ChatML prompt + processor, greedy `generate` with VLReft._generate's
-    arguments, ReFT interventions on the prompt forward, decode, original order back."""
+    """vlreft's path without lmms-eval (which the GPU image may lack): requests sorted by prompt length (longest
+    first, the order lmms-eval's Collator gives vlreft), batched, then the `Generator` vlreft runs every batch
+    through (inputs, ReFT interventions on the prompt forward, `generate`), decode, original order back."""
 
     def __init__(self, model, processor, device, batch_size: int, new_tokens: int, adapter=None, sync=None):
-        self.model, self.processor, self.device = model, processor, device
-        self.batch_size, self.new_tokens, self.adapter = batch_size, new_tokens, adapter
+        from vlm_peft_bench.generation import Generator
+
+        self.generator = Generator(model, processor, device, adapter)
+        self.batch_size, self.new_tokens = batch_size, new_tokens
         self.sync = sync or (lambda: None)
-
-    def _inputs(self, texts: list[str], images: list) -> tuple[Any, list[int]]:
-        prompts = [self.processor.prompt(t, True) for t in texts]
-        encoded = self.processor.encode(prompts)
-        batch = self.processor.pad_left(encoded)
-        batch["pixel_values"] = self.processor.pixel_values(images).to(self.model.dtype)
-        return batch.to(self.device), [len(ids) for ids in encoded]
-
-    def _intervening(self, inputs, prompt_lengths: list[int]):
-        if self.adapter is None or self.adapter.reft is None:
-            return contextlib.nullcontext()
-        return self.adapter.reft.intervene(inputs["attention_mask"], prompt_lengths, True)
 
     def run(self, requests: list[Request]) -> PassResult:
         import torch
 
-        tokenizer = self.processor.tokenizer
+        generator, tokenizer = self.generator, self.generator.tokenizer
         order = sorted(range(len(requests)),
                        key=lambda i: (-len(tokenizer(requests[i].text)["input_ids"]), requests[i].text))
         texts: list[str | None] = [None] * len(requests)
         ids: list[list[int] | None] = [None] * len(requests)
         prompt_tokens: list[int] = [0] * len(requests)
-        kwargs = dict(max_new_tokens=self.new_tokens, num_beams=1, do_sample=False, temperature=None, top_p=None,
-                      top_k=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        kwargs = generator.generate_kwargs({"max_new_tokens": self.new_tokens, "temperature": 0}, [])
         generate_s = 0.0
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 rows = order[start:start + self.batch_size]
-                inputs, lengths = self._inputs([requests[i].text for i in rows], [requests[i].image for i in rows])
+                inputs, lengths = generator.inputs([requests[i].text for i in rows], [requests[i].image for i in rows])
                 self.sync()
                 t0 = time.perf_counter()
-                with self._intervening(inputs, lengths):
-                    out = self.model.generate(**inputs, **kwargs)
+                new = generator.new_tokens(inputs, lengths, kwargs)
                 self.sync()
                 generate_s += time.perf_counter() - t0
-                new = out[:, inputs["input_ids"].shape[1]:].tolist()
+                new = new.tolist()
                 decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
                 for row, i in enumerate(rows):
                     ids[i], prompt_tokens[i], texts[i] = new[row], lengths[row], decoded[row]

@@ -69,7 +69,7 @@ def test_failures_survive_a_resume_and_reach_the_results_block(make_model, mini_
     vlreft_module.RUN_FAILURES.clear()
     resumed = make_model(answer_log=str(tmp_path))
     assert len(resumed.answer_log.answers) == 2
-    resumed._inputs = must_not_run
+    resumed.generator.inputs = must_not_run
     assert resumed.generate_until([request(mini_test[1]["prompt"], 1), request(long_prompt, 2)]) == first
     block = _failures({"results": {TASK: {}, "other_task": {}}})
     assert [(f["task"], f["doc_id"]) for f in block["failures"]] == [(TASK, 2)]
@@ -87,5 +87,5 @@ def test_loglikelihood_answers_are_resumed_from_the_log(make_model, mini_test, t
     first = make_model(answer_log=str(tmp_path)).loglikelihood(reqs)
     again = make_model(answer_log=str(tmp_path))
     assert len(again.answer_log.answers) == 2
-    again._inputs = must_not_run
+    again.generator.inputs = must_not_run
     assert again.loglikelihood(reqs) == first

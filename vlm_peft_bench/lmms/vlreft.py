@@ -21,7 +21,6 @@ block by our `lmms_eval`.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -37,11 +36,11 @@ from tqdm import tqdm
 
 from vlm_peft_bench.adapters.detect import validate_adapter_arg
 from vlm_peft_bench.adapters.loader import attach_adapter, resolve_adapter
+from vlm_peft_bench.generation import Generator, as_bool
 from vlm_peft_bench.lmms.answer_log import Answer, AnswerLog, answer_log_folder, answer_log_salt, request_key
 from vlm_peft_bench.nanollava.loading import TINY_NAME, load_nanollava
 from vlm_peft_bench.provenance import combined_hash, folder_hashes
 
-DEFAULT_MAX_NEW_TOKENS = 128
 RUN_FAILURES: list[Answer] = []  # this process's per-sample failures, for the results file (our `lmms_eval`)
 
 
@@ -57,10 +56,6 @@ def process_rank(accelerator: Accelerator) -> tuple[int, int]:
         return accelerator.process_index, accelerator.num_processes
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return (int(os.environ.get("RANK", "0")), world) if world > 1 else (0, 1)
-
-
-def _as_bool(value: Any) -> bool:
-    return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
 
 
 class VLReft(lmms):
@@ -104,10 +99,11 @@ class VLReft(lmms):
         self._model = loaded.model
         self.adapter = None
         if adapter:
-            self.adapter = attach_adapter(loaded.model, adapter, adapter_type, _as_bool(merge_lora), positions)
+            self.adapter = attach_adapter(loaded.model, adapter, adapter_type, as_bool(merge_lora), positions)
             self._model = self.adapter.model
             logger.info(f"vlreft: {self.adapter.kind} adapter {adapter} (sha256 {self.adapter.sha256[:12]})")
         self.processor = loaded.processor
+        self.generator = Generator(self._model, self.processor, self._device, self.adapter)
         self.pretrained = pretrained
         self.source = loaded.source
         self.accelerator = accelerator
@@ -123,7 +119,7 @@ class VLReft(lmms):
             identity = {
                 "model_hash": combined_hash(folder_hashes(Path(self.source))),
                 "adapter_sha256": self.adapter.sha256 if self.adapter else None,
-                "adapter_type": adapter_type, "merge_lora": _as_bool(merge_lora), "positions": positions,
+                "adapter_type": adapter_type, "merge_lora": as_bool(merge_lora), "positions": positions,
                 "dtype": str(self._model.dtype), "device": self._device.type, "batch_size": self.batch_size_per_gpu,
                 "system_prompt": system_prompt, "attn_implementation": attn_implementation,
                 "run": answer_log_salt(),
@@ -171,25 +167,6 @@ class VLReft(lmms):
         if visuals and not isinstance(visuals[0], Image.Image):
             raise BadSampleError(f"task {task}, doc {doc_id}: expected a PIL image, got {type(visuals[0]).__name__}")
         return visuals[0] if visuals else None
-
-    def _encode(self, contexts, images) -> list[list[int]]:
-        """Token ids of each row's full prompt (chat markup, expanded image tokens)."""
-        return self.processor.encode([self.processor.prompt(c, img is not None) for c, img in zip(contexts, images)])
-
-    def _inputs(self, contexts, images, continuations=None, encoded=None):
-        """Left-padded model inputs and each row's prompt length (continuations, if any, follow the prompt);
-        `encoded` gives the prompts' ids when the caller has them already."""
-        encoded = encoded if encoded is not None else self._encode(contexts, images)
-        prompt_lengths = [len(ids) for ids in encoded]
-        if continuations is not None:
-            tokenizer = self.processor.tokenizer
-            encoded = [ids + tokenizer(c, add_special_tokens=False)["input_ids"]
-                       for ids, c in zip(encoded, continuations)]
-        batch = self.processor.pad_left(encoded)
-        present = [img for img in images if img is not None]
-        if present:
-            batch["pixel_values"] = self.processor.pixel_values(present).to(self._model.dtype)
-        return batch.to(self._device), prompt_lengths
 
     def _key(self, request: Instance) -> str:
         task, split, doc_id = request.task_name, request.args[-1], request.doc_id
@@ -250,7 +227,7 @@ class VLReft(lmms):
 
     def _generate_rows(self, contexts, images, gen: dict, until: list[str]) -> tuple[list[str], list[str | None]]:
         """Generated texts and per-row failures; rows whose prompt does not fit the context are not run."""
-        encoded = self._encode(contexts, images)
+        encoded = self.generator.encode(contexts, images)
         lengths = [len(ids) for ids in encoded]
         fits = [n < self.context_length for n in lengths]
         texts = [""] * len(contexts)
@@ -260,38 +237,14 @@ class VLReft(lmms):
         ]
         rows = [i for i, ok in enumerate(fits) if ok]
         if rows:
-            inputs = self._inputs([contexts[i] for i in rows], [images[i] for i in rows],
-                                  encoded=[encoded[i] for i in rows])
-            generated = self._generate(*inputs, dict(gen), until)
+            inputs = self.generator.inputs([contexts[i] for i in rows], [images[i] for i in rows],
+                                           encoded=[encoded[i] for i in rows])
+            generated = self.generator.generate(*inputs, dict(gen), until)
             for i, text in zip(rows, generated):
                 texts[i] = text
                 if not text.strip():
                     failures[i] = "empty generation (scored as wrong)"
         return texts, failures
-
-    def _generate(self, inputs, prompt_lengths: list[int], gen: dict, until: list[str]) -> list[str]:
-        temperature = float(gen.pop("temperature", 0) or 0)
-        num_beams = int(gen.pop("num_beams", 1) or 1)
-        max_new_tokens = int(gen.pop("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
-        do_sample = _as_bool(gen.pop("do_sample", temperature > 0)) and temperature > 0
-        top_p = gen.pop("top_p", None)
-        kwargs = dict(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=do_sample,
-                      eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id)
-        if do_sample:
-            kwargs["temperature"] = temperature
-            if top_p is not None:
-                kwargs["top_p"] = float(top_p)
-        else:  # greedy: no sampling knobs (silences transformers' warnings about unused ones)
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        stops = [s for s in until if s and s != self.tokenizer.eos_token]
-        if stops:
-            kwargs.update(stop_strings=stops, tokenizer=self.tokenizer)
-        prefix = self.adapter.prefix if self.adapter else None
-        with self._intervening(inputs, prompt_lengths, first_forward_only=True):
-            out = (prefix or self._model).generate(**inputs, **kwargs)
-        new = out[:, inputs["input_ids"].shape[1]:]
-        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-        return [truncate_at(t, until) for t in texts]
 
     @torch.inference_mode()
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
@@ -305,15 +258,13 @@ class VLReft(lmms):
             if not isinstance(continuation, str):
                 continuation = continuation(self.task_dict[task][split][doc_id])
             image = self._visual(doc_to_visual, doc_id, task, split)
-            inputs, prompt_lengths = self._inputs([context], [image], [continuation])
+            inputs, prompt_lengths = self.generator.inputs([context], [image], [continuation])
             n_context = prompt_lengths[0]
             if inputs["input_ids"].shape[1] > self.context_length:
                 raise BadSampleError(f"task {task}, doc {doc_id}: prompt and continuation have "
                                      f"{inputs['input_ids'].shape[1]} tokens, the model's context is "
                                      f"{self.context_length}")
-            prefix = self.adapter.prefix if self.adapter else None
-            with self._intervening(inputs, prompt_lengths, first_forward_only=False):
-                logits = (prefix.forward if prefix else self._model)(**inputs).logits[0].float()
+            logits = self.generator.logits(inputs, prompt_lengths)[0]
             target = inputs["input_ids"][0, n_context:]
             if target.numel() == 0:
                 raise BadSampleError(f"task {task}, doc {doc_id}: the continuation {continuation!r} has no tokens")
@@ -327,12 +278,6 @@ class VLReft(lmms):
         pbar.close()
         return [results[i] for i in range(len(requests))]
 
-    def _intervening(self, inputs, prompt_lengths: list[int], first_forward_only: bool):
-        """ReFT interventions at this batch's prompt positions (nothing for other adapters)."""
-        if self.adapter is None or self.adapter.reft is None:
-            return contextlib.nullcontext()
-        return self.adapter.reft.intervene(inputs["attention_mask"], prompt_lengths, first_forward_only)
-
     def generate_until_multi_round(self, requests) -> list[str]:
         raise NotImplementedError("vlreft: multi-round generation is not supported (nanoLLaVA is single-turn here)")
 
@@ -343,13 +288,3 @@ def recorded_failures() -> list[dict]:
             for a in RUN_FAILURES}
     return sorted(seen.values(), key=lambda f: (f["task"], str(f["doc_id"])))
 
-
-def truncate_at(text: str, stops: list[str]) -> str:
-    """Cut `text` at the first occurrence of any stop string."""
-    cut = len(text)
-    for stop in stops:
-        if stop:
-            pos = text.find(stop)
-            if pos != -1:
-                cut = min(cut, pos)
-    return text[:cut]
