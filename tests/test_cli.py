@@ -67,10 +67,12 @@ def test_data_parallel_over_two_processes_matches_one(tmp_path):
     assert single.returncode == 0, single.stderr[-3000:]
     answers = tmp_path / "answers"
     with_log = [*RUN[:3], f"{RUN[3]},answer_log={answers}", *RUN[4:]]
-    lmms = ["-m", "lmms_eval", *with_log, *limit]
+    lmms = ["-m", "vlm_peft_bench.lmms.cli", *with_log, *limit]  # our lmms_eval: its block, on rank 0 only
     parallel = run(two_process_command(*lmms, "--output_path", str(tmp_path / "two")), tmp_path)
     assert parallel.returncode == 0, parallel.stderr[-3000:]
     assert "vlreft: data parallel over 2 processes" in parallel.stdout + parallel.stderr
+    [results] = list((tmp_path / "two").glob("nanollava-tiny/*_results.json"))
+    assert json.loads(results.read_text())["vlm_peft_bench"]["schema_version"] == 1
     one, two = responses(tmp_path / "one"), responses(tmp_path / "two")
     assert len(two) == 24 and one == two
     # Each process logged its own shard of the answers; a second launch reads every one back and computes none.

@@ -10,6 +10,9 @@ Resume: with `--model vlreft` and `--output_path OUT`, every finished answer goe
 `OUT/vlreft_answers/` as soon as its batch ends; running the same command again after a crash or a kill
 reads the answers already there and generates only the rest (see `vlm_peft_bench/lmms/answer_log.py`).
 `--no_resume` (ours) turns this off.
+
+Several processes: `torchrun --nproc_per_node N -m vlm_peft_bench.lmms.cli ...` keeps all of the above (plain
+`-m lmms_eval` shards the same way but adds neither our tasks, nor resume, nor the provenance block).
 """
 
 from __future__ import annotations
@@ -87,7 +90,9 @@ def main() -> None:
         os.environ["VLM_PEFT_BENCH_ANSWER_LOG_SALT"] = f"seed={args.seed}"
     started = time.time()
     cli_evaluate(args)
-    if args.model == "vlreft" and args.output_path:
+    # Several processes (torchrun -m vlm_peft_bench.lmms.cli): rank 0 writes the results files, so it alone adds
+    # the block; its failure list is its own shard's (each rank's answer log holds the rest).
+    if args.model == "vlreft" and args.output_path and os.environ.get("RANK", "0") == "0":
         add_provenance(Path(args.output_path), args.model_args or "", started)
 
 
