@@ -18,6 +18,7 @@ from .conftest import REPO
 ZOO = REPO / "adapters_zoo" / "weights"
 EXAMPLES = {  # command path -> arguments for a quick run (pyreft-touching ones, so pyvene's print is provoked)
     ("params",): ["--base", "nanollava-tiny", "--recipe", "reft-r4-all"],
+    ("inspect",): [str(ZOO / "reft-r4-all__nanollava-tiny__cvbench_mini"), "--base", "nanollava-tiny"],
 }
 
 
@@ -33,7 +34,7 @@ def json_commands(parser: argparse.ArgumentParser, path: tuple = ()) -> list[tup
 
 def test_every_json_command_has_an_example():
     commands = json_commands(build_parser())
-    assert ("params",) in commands
+    assert ("params",) in commands and ("inspect",) in commands
     assert set(commands) == set(EXAMPLES), "give each --json command arguments in EXAMPLES"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 
 from vlm_peft_bench import __version__
@@ -30,6 +31,14 @@ def _params(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe) if args.recipe else None
     report = account(args.base, recipe=recipe, adapter=args.adapter)
     _emit(args, dumps(report), format_report(report))
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from vlm_peft_bench.adapters.inspect import format_inspection, inspect_adapter
+
+    report = inspect_adapter(args.adapter, base=args.base)
+    _emit(args, json.dumps(report, indent=2), format_inspection(report))
     return 0
 
 
@@ -117,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--adapter", help="a saved adapter folder (counted from its files)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_params)
+
+    i = sub.add_parser("inspect", help="what an adapter folder or Hub id is, and whether vlreft loads it (no weights "
+                                       "loaded, nothing run)")
+    i.add_argument("adapter", help="adapter folder or Hub id")
+    i.add_argument("--base", help="a base to check it against besides nanollava: nanollava-tiny or a model folder")
+    i.add_argument("--json", action="store_true", help="print one JSON object")
+    i.set_defaults(func=_inspect)
 
     t = sub.add_parser("train", help="train a recipe on a task's training split and write an adapter card")
     t.add_argument("--recipe", required=True, help="recipe name (adapters_zoo/recipes) or YAML path")
