@@ -61,14 +61,14 @@ def reported_rows() -> Path:
     return bundled("leaderboard/reported.yaml")
 
 
+def project_root() -> Path:
+    """Where project outputs go by default (the zoo's adapters and cards, regenerated task data) and what paths in
+    cards and leaderboards are written relative to (no machine's own paths): the repository root in a checkout,
+    the current folder when installed (the package folder is no place for outputs)."""
+    return checkout_root() or Path.cwd()
+
+
 def zoo_dir() -> Path:
     """Where `train` writes adapters and cards by default: the checkout's adapters_zoo/, or ./adapters_zoo when
-    installed (the package folder is no place for outputs; the zoo's weights and cards do not ship)."""
-    root = checkout_root()
-    return root / "adapters_zoo" if root is not None else Path.cwd() / "adapters_zoo"
-
-
-def display_root() -> Path:
-    """Paths under this folder are written relative to it in cards and leaderboards (no machine's own paths):
-    the repository root in a checkout, the current folder when installed."""
-    return checkout_root() or Path.cwd()
+    installed (the zoo's weights and cards do not ship)."""
+    return project_root() / "adapters_zoo"

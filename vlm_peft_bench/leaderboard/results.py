@@ -52,9 +52,9 @@ class TaskResult:
 
 def display_path(path: Path) -> str:
     """Paths inside the repository relative to its root, so outputs do not name one machine."""
-    from vlm_peft_bench.paths import display_root
+    from vlm_peft_bench.paths import project_root
 
-    root, resolved = display_root(), Path(path).resolve()
+    root, resolved = project_root(), Path(path).resolve()
     return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else Path(path).as_posix()
 
 

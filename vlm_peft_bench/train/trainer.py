@@ -276,7 +276,7 @@ def evaluate_with_lmms(task_name: str, base: str, adapter: Path | None, seed: in
 
 def _display_path(path: Path) -> str:
     """Paths inside the repository are written relative to its root (cards must not name one machine)."""
-    from vlm_peft_bench.paths import display_root
+    from vlm_peft_bench.paths import project_root
 
-    root, resolved = display_root(), Path(path).resolve()
+    root, resolved = project_root(), Path(path).resolve()
     return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
