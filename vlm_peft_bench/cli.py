@@ -45,7 +45,11 @@ def _inspect(args: argparse.Namespace) -> int:
 def _tasks_path(args: argparse.Namespace) -> int:
     from vlm_peft_bench.paths import tasks_dir
 
-    print(tasks_dir())
+    try:
+        print(tasks_dir())
+    except FileNotFoundError as err:
+        print(f"vlm-peft-bench tasks-path: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -185,10 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)  # --version and --help end here, before anything heavy is imported
     from vlm_peft_bench.adapters.detect import AdapterError
     from vlm_peft_bench.nanollava.checkpoint import CheckpointError
 
-    args = build_parser().parse_args(argv)
     args.real_stdout = sys.stdout
     quiet = contextlib.redirect_stdout(sys.stderr) if getattr(args, "json", False) else contextlib.nullcontext()
     try:
