@@ -335,8 +335,11 @@ def write_llava_hf_folder(model, config, dest: Path) -> Path:
 def write_reft_folder(n_layers: int, hidden: int, dest: Path, seed: int) -> Path:
     """A pyreft-format folder (config.json + intkey_*.bin + our positions file) with one LoReFT intervention per
     decoder layer, made with pyreft's own class, so that it loads through `attach_adapter` as vlreft loads any."""
-    import pyreft
     import torch
+
+    from vlm_peft_bench.quiet import quiet_import
+
+    pyreft = quiet_import("pyreft")
 
     torch.manual_seed(seed)
     dest.mkdir(parents=True, exist_ok=True)

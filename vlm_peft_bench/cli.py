@@ -1,9 +1,27 @@
-"""`vlm-peft-bench`: the project's own commands (parameter accounting, training, the leaderboard, repr-rank)."""
+"""`vlm-peft-bench`: the project's own commands (parameter accounting, adapter inspection, training, the
+leaderboard, repr-rank, the task folder for plain lmms-eval).
+
+Every `--json` command prints one JSON document and nothing else on stdout: while it runs, stdout is sent to
+stderr (library notices, progress), and only the document is written to the real stdout (`_emit`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
+
+from vlm_peft_bench import __version__
+
+
+def _emit(args: argparse.Namespace, json_text: str, text: str) -> None:
+    """The command's result: `json_text` on the real stdout with --json, else `text` on stdout."""
+    if getattr(args, "json", False):
+        args.real_stdout.write(json_text + "\n")
+        args.real_stdout.flush()
+    else:
+        print(text)
 
 
 def _params(args: argparse.Namespace) -> int:
@@ -12,14 +30,34 @@ def _params(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe) if args.recipe else None
     report = account(args.base, recipe=recipe, adapter=args.adapter)
-    print(dumps(report) if args.json else format_report(report))
+    _emit(args, dumps(report), format_report(report))
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from vlm_peft_bench.adapters.inspect import format_inspection, inspect_adapter
+
+    report = inspect_adapter(args.adapter, base=args.base)
+    _emit(args, json.dumps(report, indent=2), format_inspection(report))
+    return 0
+
+
+def _tasks_path(args: argparse.Namespace) -> int:
+    from vlm_peft_bench.paths import tasks_dir
+
+    try:
+        print(tasks_dir())
+    except FileNotFoundError as err:
+        print(f"vlm-peft-bench tasks-path: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from vlm_peft_bench.train.trainer import ZOO, train
+    from vlm_peft_bench.paths import zoo_dir
+    from vlm_peft_bench.train.trainer import train
 
     layers = args.layers
     if layers and layers not in ("all",) and not layers.startswith("last:"):
@@ -27,9 +65,9 @@ def _train(args: argparse.Namespace) -> int:
     overrides = {"rank": args.rank, "layers": layers, "positions": args.positions, "lr": args.lr,
                  "epochs": args.epochs}
     out = Path(args.out) if args.out else None
-    card = train(args.recipe, args.task, out or ZOO / "weights" / "pending", base=args.base, seed=args.seed,
+    card = train(args.recipe, args.task, out or zoo_dir() / "weights" / "pending", base=args.base, seed=args.seed,
                  overrides=overrides, limit=args.limit, device=args.device, evaluate_test=not args.no_test,
-                 card_dir=None if args.no_card else ZOO, name_out=out is None)
+                 card_dir=None if args.no_card else "zoo", name_out=out is None)
     if not card:  # not the main process of a multi-process run
         return 0
     print(f"{card['id']}: validation {card['validation']}")
@@ -44,10 +82,12 @@ def _leaderboard_build(args: argparse.Namespace) -> int:
 
     from vlm_peft_bench.leaderboard import LeaderboardError
     from vlm_peft_bench.leaderboard.build import build
+    from vlm_peft_bench.paths import reported_rows
 
+    reported = reported_rows() if args.reported == "bundled" else Path(args.reported) if args.reported else None
     try:
         doc = build([Path(p) for p in args.results], Path(args.out), zoo=Path(args.zoo) if args.zoo else None,
-                    reported=Path(args.reported) if args.reported else None, strict=args.strict,
+                    reported=reported, strict=args.strict,
                     skip_bad=args.skip_bad)
     except LeaderboardError as err:
         sys.exit(f"vlm-peft-bench leaderboard build: {err}")
@@ -76,8 +116,12 @@ def _repr_rank(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vlm-peft-bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="vlm-peft-bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    tp = sub.add_parser("tasks-path", help="print our lmms-eval task folder, for plain lmms-eval's --include_path")
+    tp.set_defaults(func=_tasks_path)
     p = sub.add_parser("params", help="count total and trainable parameters (no weights are loaded)")
     p.add_argument("--base", default="nanollava",
                    help="nanollava (published architecture), nanollava-tiny, or a model folder")
@@ -86,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--adapter", help="a saved adapter folder (counted from its files)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_params)
+
+    i = sub.add_parser("inspect", help="what an adapter folder or Hub id is, and whether vlreft loads it (no weights "
+                                       "loaded, nothing run)")
+    i.add_argument("adapter", help="adapter folder or Hub id")
+    i.add_argument("--base", help="a base to check it against besides nanollava: nanollava-tiny or a model folder")
+    i.add_argument("--json", action="store_true", help="print one JSON object")
+    i.set_defaults(func=_inspect)
 
     t = sub.add_parser("train", help="train a recipe on a task's training split and write an adapter card")
     t.add_argument("--recipe", required=True, help="recipe name (adapters_zoo/recipes) or YAML path")
@@ -111,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "and repr-rank files; the same inputs give byte-identical outputs.")
     b.add_argument("--results", nargs="+", required=True, help="folders (searched recursively) or results files")
     b.add_argument("--zoo", help="adapter cards folder, e.g. adapters_zoo (matched by adapter hash)")
-    b.add_argument("--reported", help="YAML of published numbers, e.g. leaderboard/reported.yaml")
+    b.add_argument("--reported", help="YAML of published numbers, e.g. leaderboard/reported.yaml; `bundled`: the "
+                                      "rows shipped with the package (the same file)")
     b.add_argument("--out", required=True, help="output folder, e.g. leaderboard/")
     b.add_argument("--strict", action="store_true",
                    help="refuse incomparable results instead of keeping them in separate groups")
@@ -137,14 +189,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)  # --version and --help end here, before anything heavy is imported
     from vlm_peft_bench.adapters.detect import AdapterError
     from vlm_peft_bench.nanollava.checkpoint import CheckpointError
 
-    args = build_parser().parse_args(argv)
+    args.real_stdout = sys.stdout
+    quiet = contextlib.redirect_stdout(sys.stderr) if getattr(args, "json", False) else contextlib.nullcontext()
     try:
-        sys.exit(args.func(args))
-    except (AdapterError, CheckpointError) as err:
-        sys.exit(f"vlm-peft-bench {args.command}: {err}")
+        with quiet:
+            code = args.func(args)
+    except (AdapterError, CheckpointError) as err:  # unusable input: the message, no traceback, status 2
+        print(f"vlm-peft-bench {args.command}: {err}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,9 @@ def component_totals(model: torch.nn.Module) -> dict[str, int]:
 
 def reft_intervention_size(intervention: str, hidden: int, rank: int) -> int:
     """Parameters of one pyreft intervention, counted on a real (small) instance of pyreft's class."""
-    import pyreft
+    from vlm_peft_bench.quiet import quiet_import
+
+    pyreft = quiet_import("pyreft")
 
     cls = getattr(pyreft, intervention, None)
     if cls is None or not isinstance(cls, type):

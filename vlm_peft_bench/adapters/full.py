@@ -5,33 +5,60 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from vlm_peft_bench.adapters.detect import AdapterError
 
 
-def load_full(model: torch.nn.Module, folder: Path) -> torch.nn.Module:
-    """Overwrite the model's tensors with the folder's safetensors weights, after checking every one."""
+def full_files(folder: Path) -> list[Path]:
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise AdapterError(f"{folder}: fully fine-tuned weights must be .safetensors files")
+    return files
+
+
+def read_full_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape, from the safetensors headers alone (no values read)."""
+    shapes = {}
+    for f in full_files(folder):
+        try:
+            with safe_open(str(f), framework="pt") as handle:
+                shapes.update({key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()})
+        except (SafetensorError, OSError) as err:
+            raise AdapterError(f"{f}: unreadable, truncated or corrupt ({err})") from err
+    return shapes
+
+
+def check_full_shapes(folder: Path, shapes: dict[str, tuple[int, ...]], model: torch.nn.Module) -> None:
+    """Every tensor must be one of the model's, with its shape (the model may be on the meta device)."""
     expected = dict(model.state_dict())
+    unknown = [k for k in shapes if k not in expected]
+    if unknown:
+        raise AdapterError(f"{folder}: {len(unknown)} tensors this model does not have (e.g. {unknown[:2]}): "
+                           "weights for another base model, or saved with another transformers naming")
+    for key, shape in shapes.items():
+        if tuple(shape) != tuple(expected[key].shape):
+            raise AdapterError(f"{folder}: {key} has shape {tuple(shape)}, the model's is "
+                               f"{tuple(expected[key].shape)}: another base model?")
+
+
+def read_full_values(folder: Path) -> dict[str, torch.Tensor]:
+    """The weights, with NaN/inf refused."""
     state: dict[str, torch.Tensor] = {}
-    for f in files:
+    for f in full_files(folder):
         try:
             state.update(load_file(str(f)))
         except (SafetensorError, OSError) as err:
             raise AdapterError(f"{f}: unreadable, truncated or corrupt ({err})") from err
-    unknown = [k for k in state if k not in expected]
-    if unknown:
-        raise AdapterError(f"{folder}: {len(unknown)} tensors this model does not have (e.g. {unknown[:2]}): "
-                           "weights for another base model, or saved with another transformers naming")
     for key, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise AdapterError(f"{folder}: {key} has shape {tuple(tensor.shape)}, the model's is "
-                               f"{tuple(expected[key].shape)}: another base model?")
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise AdapterError(f"{folder}: tensor {key!r} holds NaN or infinite values")
-    model.load_state_dict(state, strict=False)
+    return state
+
+
+def load_full(model: torch.nn.Module, folder: Path) -> torch.nn.Module:
+    """Overwrite the model's tensors with the folder's safetensors weights, after checking every one."""
+    check_full_shapes(folder, read_full_shapes(folder), model)
+    model.load_state_dict(read_full_values(folder), strict=False)
     return model

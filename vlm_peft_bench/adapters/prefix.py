@@ -95,6 +95,15 @@ class PrefixAdapter:
 
 
 def load_prefix(model: torch.nn.Module, folder: Path) -> PrefixAdapter:
+    embeddings = check_prefix(model, folder)
+    text = model.config.text_config
+    param = next(model.parameters())
+    return PrefixAdapter(model, embeddings.to(param.device, param.dtype), text.num_hidden_layers,
+                         text.num_attention_heads)
+
+
+def check_prefix(model: torch.nn.Module, folder: Path) -> torch.Tensor:
+    """Every check `load_prefix` makes (the model may be on the meta device); the prefix's `prompt_embeddings`."""
     config = read_adapter_config(folder)
     if str(config["peft_type"]).upper() != "PREFIX_TUNING":
         raise AdapterError(f"{folder}: not a prefix-tuning adapter")
@@ -108,6 +117,4 @@ def load_prefix(model: torch.nn.Module, folder: Path) -> PrefixAdapter:
         raise AdapterError(f"{folder}: prompt_embeddings has shape {tuple(embeddings.shape)}; this model needs "
                            f"[virtual tokens, {expected}] ({text.num_hidden_layers} layers x 2 x {text.hidden_size}): "
                            "another base model?")
-    param = next(model.parameters())
-    return PrefixAdapter(model, embeddings.to(param.device, param.dtype), text.num_hidden_layers,
-                         text.num_attention_heads)
+    return embeddings

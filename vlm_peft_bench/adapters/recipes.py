@@ -7,21 +7,20 @@ from pathlib import Path
 import yaml
 
 from vlm_peft_bench.adapters.detect import AdapterError
-from vlm_peft_bench.paths import REPO_DIR
+from vlm_peft_bench.paths import recipes_dir
 
-RECIPES_DIR = REPO_DIR / "adapters_zoo" / "recipes"
 METHODS = ("reft", "lora", "full", "prefix", "pt-lora")
 
 
 def recipe_names() -> list[str]:
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
 
 
 def load_recipe(name_or_path: str) -> dict:
     """A recipe by name (`reft-r4-all`) or by path to a YAML file."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = RECIPES_DIR / f"{name_or_path}.yaml"
+        path = recipes_dir() / f"{name_or_path}.yaml"
     if not path.is_file():
         raise AdapterError(f"unknown recipe {name_or_path!r}; known recipes: {', '.join(recipe_names())}")
     recipe = yaml.safe_load(path.read_text())

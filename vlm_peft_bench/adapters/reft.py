@@ -75,7 +75,9 @@ def read_reft_config(folder: Path) -> list[InterventionSpec]:
 
 
 def build_intervention(spec: InterventionSpec, state: dict, dtype: torch.dtype, source: Path) -> torch.nn.Module:
-    import pyreft
+    from vlm_peft_bench.quiet import quiet_import
+
+    pyreft = quiet_import("pyreft")
 
     cls = getattr(pyreft, spec.intervention_type, None)
     if not isinstance(cls, type):
@@ -237,6 +239,16 @@ def _decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
 def load_reft(model: torch.nn.Module, folder: Path, positions: str | None = None,
               share_weights: bool | None = None) -> ReftAdapter:
     """Rebuild a saved pyreft intervention set, check it against the model, and hook it in."""
+    specs, modules, positions, share = check_reft(model, folder, positions, share_weights)
+    device = next(model.parameters()).device
+    modules = [m.to(device) for m in modules]
+    return ReftAdapter(model, specs, modules, positions, share).attach()
+
+
+def check_reft(model: torch.nn.Module, folder: Path, positions: str | None = None, share_weights: bool | None = None
+               ) -> tuple[list[InterventionSpec], list[torch.nn.Module], str, bool]:
+    """Every check `load_reft` makes, the interventions rebuilt on the CPU (small); `model` may be on the meta
+    device (only its names and sizes are read). (specs, modules, positions, share_weights)."""
     meta_path = folder / META_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     positions = positions or meta.get("positions")
@@ -264,6 +276,4 @@ def load_reft(model: torch.nn.Module, folder: Path, positions: str | None = None
         if len(specs) % n_groups:
             raise AdapterError(f"{folder}: {len(specs)} interventions cannot be split into {n_groups} position "
                                f"groups ({positions}) without shared weights")
-    device = next(model.parameters()).device
-    modules = [m.to(device) for m in modules]
-    return ReftAdapter(model, specs, modules, positions, share).attach()
+    return specs, modules, positions, share

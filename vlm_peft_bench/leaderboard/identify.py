@@ -50,11 +50,11 @@ def identify(base: dict, adapter: dict | None, cards: dict[str, dict]) -> dict:
 
 
 def _from_files(base: dict, adapter: dict, cards: dict) -> dict:
-    from vlm_peft_bench.paths import REPO_DIR
+    from vlm_peft_bench.paths import project_root
 
     path = Path(adapter.get("path") or "")
-    if not path.is_dir() and not path.is_absolute() and (REPO_DIR / path).is_dir():
-        path = REPO_DIR / path  # a run made from the repository root, built from elsewhere
+    if not path.is_dir() and not path.is_absolute() and (project_root() / path).is_dir():
+        path = project_root() / path  # a run made from the repository root, built from elsewhere
     unknown = {"method": "unknown", "adapter_id": path.name or None, "adapter_hash": adapter.get("sha256"),
                "card": None, "training_seed": None,
                "params": {"trainable": None, "total": None, "fraction": None, "source": None}}

@@ -52,10 +52,10 @@ class TaskResult:
 
 def display_path(path: Path) -> str:
     """Paths inside the repository relative to its root, so outputs do not name one machine."""
-    from vlm_peft_bench.paths import REPO_DIR
+    from vlm_peft_bench.paths import project_root
 
-    resolved = Path(path).resolve()
-    return resolved.relative_to(REPO_DIR).as_posix() if resolved.is_relative_to(REPO_DIR) else Path(path).as_posix()
+    root, resolved = project_root(), Path(path).resolve()
+    return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else Path(path).as_posix()
 
 
 def find_results(dirs: list[Path]) -> list[Path]:

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from datasets import Dataset, Features, Image, List, Value
 
+from vlm_peft_bench.paths import project_root
 from vlm_peft_bench.synthetic.caption_vqa_scenes import generate_captions, generate_vqa
 from vlm_peft_bench.synthetic.cvbench_scenes import png_bytes
 
-DEFAULT_TASKS = Path(__file__).resolve().parents[2] / "tasks"
+DEFAULT_TASKS = project_root() / "tasks"  # the checkout's (installed: ./tasks)
 
 # lmms-lab/COCO-Caption2017 (split "val"): one row per image; `answer` holds the reference captions, and
 # `question_id` is the image's file name (lmms-eval's own coco utils parse the image id out of it).

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from datasets import Dataset, Features, Image, Sequence, Value
 
+from vlm_peft_bench.paths import project_root
 from vlm_peft_bench.synthetic.cvbench_scenes import SPLIT_SIZES, generate_split, png_bytes
 
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / "tasks" / "cvbench" / "mini"
+DEFAULT_OUT = project_root() / "tasks" / "cvbench" / "mini"  # the checkout's (installed: ./tasks/...)
 
 CVBENCH_FEATURES = Features({
     "idx": Value("int32"),

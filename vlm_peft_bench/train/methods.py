@@ -124,7 +124,9 @@ def prepare_pt_lora(recipe: dict, model: torch.nn.Module, overrides: dict) -> li
 
 
 def prepare_reft(recipe: dict, model: torch.nn.Module, overrides: dict) -> Method:
-    import pyreft
+    from vlm_peft_bench.quiet import quiet_import
+
+    pyreft = quiet_import("pyreft")
 
     spec = dict(recipe["reft"], **{k: v for k, v in overrides.items() if k in ("rank", "layers", "positions")})
     text = model.config.text_config

@@ -28,7 +28,6 @@ from vlm_peft_bench.train.data import load_task, split_train_validation, task_ex
 from vlm_peft_bench.train.methods import Method, prepare
 
 IGNORE = -100
-ZOO = Path(__file__).resolve().parents[2] / "adapters_zoo"
 
 
 # The adapter format each method writes (what `detect_adapter_type` must find in the folder afterwards).
@@ -154,13 +153,17 @@ def _fit(method: Method, train_set, processor, settings: dict, accelerator, devi
 
 def train(recipe_name: str, task_name: str, out: Path | str, base: str = "nanollava-tiny", seed: int = 0,
           overrides: dict | None = None, limit: int | None = None, device: str | None = None,
-          evaluate_test: bool = True, card_dir: Path | str | None = ZOO, name_out: bool = False) -> dict:
-    """Train, validate, save to `out` (or, with `name_out`, to adapters_zoo/weights/<card id>), evaluate."""
+          evaluate_test: bool = True, card_dir: Path | str | None = "zoo", name_out: bool = False) -> dict:
+    """Train, validate, save to `out` (or, with `name_out`, to adapters_zoo/weights/<card id>), evaluate.
+    The card goes to `card_dir` (default "zoo": `paths.zoo_dir()`; None: no card)."""
+    from vlm_peft_bench.paths import zoo_dir
+
+    card_dir = zoo_dir() if card_dir == "zoo" else card_dir
     out, card_dir = Path(out), (Path(card_dir) if card_dir is not None else None)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     recipe = load_recipe(recipe_name)
     if name_out:
-        out = ZOO / "weights" / f"{recipe['name']}{_suffix(overrides)}__{base}__{task_name}"
+        out = zoo_dir() / "weights" / f"{recipe['name']}{_suffix(overrides)}__{base}__{task_name}"
     check_out_folder(out, recipe["method"])
     settings = dict(recipe.get("train", {}), **{k: overrides[k] for k in ("lr", "epochs") if k in overrides})
     seed_everything(seed)
@@ -273,7 +276,7 @@ def evaluate_with_lmms(task_name: str, base: str, adapter: Path | None, seed: in
 
 def _display_path(path: Path) -> str:
     """Paths inside the repository are written relative to its root (cards must not name one machine)."""
-    from vlm_peft_bench.paths import REPO_DIR
+    from vlm_peft_bench.paths import project_root
 
-    resolved = Path(path).resolve()
-    return str(resolved.relative_to(REPO_DIR)) if resolved.is_relative_to(REPO_DIR) else str(path)
+    root, resolved = project_root(), Path(path).resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
