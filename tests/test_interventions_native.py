@@ -209,6 +209,15 @@ def test_pyreft_reads_our_folder(tmp_path):
             assert torch.equal(got[key], mine[key].bfloat16())
 
 
+def test_pyvene_notice_goes_to_stderr():
+    needs_pyreft()
+    script = ("from vlm_peft_bench.adapters.reft_files import stdout_to_stderr\n"
+              "with stdout_to_stderr():\n    import pyreft, pyvene\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == ""
+
+
 def test_prepare_reft_initialises_as_pyreft_did():
     """Training's starting point: for the same seed, the interventions prepare_reft builds are bit-identical to the
     ones pyreft's classes built (the zoo adapter was trained from those)."""

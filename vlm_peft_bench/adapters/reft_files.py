@@ -9,7 +9,8 @@
   `comp_<component, dots as underscores>_unit_<unit>_nunit_<n>#<k>` (`k` counts repeats of the same location);
 * our `vlm_peft_bench.json` beside them: the positions and weight sharing, which pyreft does not record.
 
-pyreft itself is optional: `import_pyreft()` imports it (for comparisons) with pyvene's import-time notice on stderr.
+pyreft itself is optional (only tests comparing with it import it); where pyreft or pyvene is imported, do it
+inside `stdout_to_stderr()`: pyvene prints a notice about nnsight on stdout at import.
 """
 
 from __future__ import annotations
@@ -99,10 +100,3 @@ def stdout_to_stderr():
     """pyvene prints a notice about nnsight on stdout when imported; stdout belongs to our results."""
     with contextlib.redirect_stdout(sys.stderr):
         yield
-
-
-def import_pyreft():
-    """pyreft (optional: only comparisons with pyreft itself need it), imported with its notice on stderr."""
-    with stdout_to_stderr():
-        import pyreft
-    return pyreft
