@@ -6,7 +6,7 @@ prefill tokens per second against the card's peak:
     vlreft_bs1          our model path (VLReft.generate_until's, driven without lmms-eval), no adapter, batch 1
     llava_hf_bs1        lmms-eval's own `llava_hf` on the same weights (saved to a temporary folder); needs lmms-eval
     reft_bs1            + LoReFT (rank 4, f3+m3+l3, shared weights) on every decoder layer, as the zoo's
-                        reft-r4-all, attached with our `attach_adapter`; needs pyreft
+                        reft-r4-all, attached with our `attach_adapter` (pyreft not needed)
     lora_unmerged_bs1   + LoRA (r 8, q_proj and v_proj), as the zoo's lora-r8, unmerged; needs peft
     lora_merged_bs1     the same LoRA merged into the weights; needs peft
     vlreft_bs8          no adapter, batch 8
@@ -75,7 +75,7 @@ class Config:
 CONFIGS = [
     Config("vlreft_bs1", "vlreft", 1),
     Config("llava_hf_bs1", "llava_hf", 1, ("lmms_eval.models.simple.llava_hf",)),
-    Config("reft_bs1", "reft", 1, ("pyreft",)),
+    Config("reft_bs1", "reft", 1),
     Config("lora_unmerged_bs1", "lora", 1, ("peft",)),
     Config("lora_merged_bs1", "lora", 1, ("peft",), merge=True),
     Config("vlreft_bs8", "vlreft", 8),
@@ -334,35 +334,23 @@ def write_llava_hf_folder(model, config, dest: Path) -> Path:
 
 def write_reft_folder(n_layers: int, hidden: int, dest: Path, seed: int) -> Path:
     """A pyreft-format folder (config.json + intkey_*.bin + our positions file) with one LoReFT intervention per
-    decoder layer, made with pyreft's own class, so that it loads through `attach_adapter` as vlreft loads any."""
+    decoder layer, made with our reimplementation of pyreft's class (no pyreft needed), so that it loads through
+    `attach_adapter` as vlreft loads any."""
     import torch
 
-    from vlm_peft_bench.quiet import quiet_import
-
-    pyreft = quiet_import("pyreft")
+    from vlm_peft_bench.adapters.interventions import LoreftIntervention
+    from vlm_peft_bench.adapters.reft_files import ReftEntry, save_reft_folder
 
     torch.manual_seed(seed)
-    dest.mkdir(parents=True, exist_ok=True)
     rank = REFT_RECIPE["rank"]
-    reps, keys = [], []
+    entries = []
     for layer in range(n_layers):
-        component = f"language_model.model.layers[{layer}].output"
-        key = f"comp_{component.replace('.', '_')}_unit_pos_nunit_1#0"
-        module = pyreft.LoreftIntervention(embed_dim=hidden, low_rank_dimension=rank, dtype=torch.float32)
+        module = LoreftIntervention(embed_dim=hidden, low_rank_dimension=rank, dtype=torch.float32)
         with torch.no_grad():  # not the identity: a trained-looking learned source
             module.learned_source.weight.normal_(0, 0.02)
             module.learned_source.bias.normal_(0, 0.02)
-        torch.save(module.state_dict(), dest / f"intkey_{key}.bin")
-        reps.append([layer, component, "pos", 1, rank] + [None] * 9)
-        keys.append(key)
-    kind = "<class 'pyreft.interventions.LoreftIntervention'>"
-    (dest / "config.json").write_text(json.dumps({
-        "intervention_constant_sources": [True] * n_layers, "intervention_dimensions": [hidden] * n_layers,
-        "intervention_types": [kind] * n_layers, "mode": "parallel", "representations": reps, "sorted_keys": keys,
-    }, indent=2))
-    (dest / "vlm_peft_bench.json").write_text(json.dumps(
-        {"positions": REFT_RECIPE["positions"], "share_weights": REFT_RECIPE["share_weights"]}))
-    return dest
+        entries.append(ReftEntry(layer, f"language_model.model.layers[{layer}].output", rank, module))
+    return save_reft_folder(dest, entries, REFT_RECIPE["positions"], REFT_RECIPE["share_weights"])
 
 
 def write_lora_folder(base, dest: Path, seed: int) -> Path:

@@ -1,39 +1,81 @@
-"""Small adapters for tests, made with pyreft's and peft's own APIs on the embedded tiny model."""
+"""Small adapters for tests, on the embedded tiny model: ReFT folders written by our own pyreft-format writer (no
+pyreft needed), LoRA with peft. `needs_pyreft()` / `pyreft_model()` serve the tests that compare with pyreft itself."""
 
-import json
+from functools import cache
 from pathlib import Path
 
-import pyreft
+import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
+from vlm_peft_bench.adapters.interventions import INTERVENTIONS
 from vlm_peft_bench.adapters.positions import position_groups
+from vlm_peft_bench.adapters.reft_files import ReftEntry, save_reft_folder
 from vlm_peft_bench.nanollava.loading import load_nanollava
+from vlm_peft_bench.quiet import stdout_to_stderr
 
 HIDDEN = 128
 
 
-def reft_model(intervention: str = "LoreftIntervention", layers=(0, 1, 2, 3), rank: int = 4, seed: int = 0):
-    """A pyreft ReftModel on a fresh tiny model, with random (non-identity) intervention weights."""
+@cache
+def text_prefix() -> str:
+    """Where the tiny model's decoder lives in this transformers version (pyvene's component paths start there)."""
+    from vlm_peft_bench.adapters.accounting import base_config, skeleton
+    from vlm_peft_bench.nanollava.checkpoint import native_prefixes
+
+    return native_prefixes(skeleton(base_config("nanollava-tiny")))["text"]
+
+
+def reft_interventions(intervention: str = "LoreftIntervention", layers=(0, 1, 2, 3), rank: int = 4,
+                       seed: int = 0) -> list[ReftEntry]:
+    """Interventions (our modules) on the tiny model's layers, with random (non-identity) weights."""
     torch.manual_seed(seed)
-    model = load_nanollava("nanollava-tiny").model
-    cls = getattr(pyreft, intervention)
-    reps = [{"layer": layer, "component": f"language_model.model.layers[{layer}].output", "low_rank_dimension": rank,
-             "intervention": cls(embed_dim=HIDDEN, low_rank_dimension=rank, dtype=torch.float32, add_bias=True)}
-            for layer in layers]
-    rm = pyreft.get_reft_model(model, pyreft.ReftConfig(representations=reps))
-    with torch.no_grad():
-        for module in rm.interventions.values():
+    entries = []
+    for layer in layers:
+        module = INTERVENTIONS[intervention](embed_dim=HIDDEN, low_rank_dimension=rank, dtype=torch.float32,
+                                             add_bias=True)
+        with torch.no_grad():
             for name, p in module.named_parameters():
-                if "parametrizations" not in name:  # keep LoReFT's rotation orthonormal, as pyreft builds it
+                if "parametrizations" not in name:  # keep the rotation orthonormal, as pyreft builds it
                     p.normal_(0, 0.3)
+        entries.append(ReftEntry(layer, f"{text_prefix()}layers[{layer}].output", rank, module))
+    return entries
+
+
+def save_reft(entries: list[ReftEntry], folder: Path, positions: str = "f3+m3+l3", share_weights: bool = True) -> Path:
+    return save_reft_folder(folder, entries, positions, share_weights)
+
+
+def needs_pyreft():
+    """pyreft, or skip the test (with the reason printed): only comparisons with pyreft itself need it."""
+    with stdout_to_stderr():
+        return pytest.importorskip("pyreft", reason="pyreft is not installed: this test compares with pyreft itself")
+
+
+def pyreft_model(folder: Path, model=None):
+    """A pyreft ReftModel holding a saved folder's interventions, read by pyvene and pyreft themselves:
+    pyvene's `IntervenableConfig.from_pretrained` reads config.json, pyvene's `get_type_from_string` resolves the
+    types to pyreft's classes, pyvene's keys name the `intkey_*.bin` files, pyreft's `load_state_dict` loads them.
+    (`ReftModel.load` itself cannot rebuild interventions on Llava: pyvene does not know its hidden size; and it
+    would rebuild them in bfloat16.)"""
+    pyreft = needs_pyreft()
+    import pyvene
+    from pyvene.models.basic_utils import get_type_from_string
+
+    model = model if model is not None else load_nanollava("nanollava-tiny").model
+    config = pyvene.IntervenableConfig.from_pretrained(str(folder))
+    reps = []
+    for rep, type_str, dim in zip(config.representations, config.intervention_types, config.intervention_dimensions):
+        layer, component, unit, n_units, rank = rep[:5]
+        module = get_type_from_string(type_str)(embed_dim=dim, low_rank_dimension=rank, dtype=torch.float32,
+                                                add_bias=True)
+        reps.append({"layer": layer, "component": component, "unit": unit, "max_number_of_units": n_units,
+                     "low_rank_dimension": rank, "intervention": module})
+    rm = pyreft.get_reft_model(model, pyreft.ReftConfig(representations=reps))
+    assert list(rm.interventions) == config.sorted_keys
+    for key, module in rm.interventions.items():
+        module.load_state_dict(torch.load(Path(folder) / f"intkey_{key}.bin", map_location="cpu", weights_only=True))
     return rm
-
-
-def save_reft(rm, folder: Path, positions: str = "f3+m3+l3", share_weights: bool = True) -> Path:
-    rm.save(str(folder))
-    (folder / "vlm_peft_bench.json").write_text(json.dumps({"positions": positions, "share_weights": share_weights}))
-    return folder
 
 
 def reference_locations(positions: str, prompt_lengths, width: int):

@@ -1,4 +1,7 @@
-"""Adapters applied by vlm-peft-bench give the logits of pyreft's / peft's own forward (fp32, tolerance 1e-5)."""
+"""Adapters applied by vlm-peft-bench give the logits of pyreft's / peft's own forward (fp32, tolerance 1e-5).
+
+The ReFT folders are written by our pyreft-format writer; pyreft reads them back (`pyreft_model`) for its forward.
+Without pyreft those comparisons skip with the reason."""
 
 import pytest
 import torch
@@ -7,7 +10,7 @@ from PIL import Image
 from vlm_peft_bench.adapters.loader import attach_adapter
 from vlm_peft_bench.nanollava.loading import load_nanollava
 
-from .adapter_factory import lora_model, reference_locations, reft_model, save_reft
+from .adapter_factory import lora_model, pyreft_model, reference_locations, reft_interventions, save_reft
 
 TOL = 1e-5
 PROMPTS = ["How many black squares are in the image?", "Where is it?", "Which object is closer to the camera?"]
@@ -23,13 +26,14 @@ def batch_for(processor, prompts):
 @pytest.mark.parametrize("intervention", ["LoreftIntervention", "NoreftIntervention", "DireftIntervention"])
 @pytest.mark.parametrize("n_prompts", [1, 3])
 def test_reft_matches_pyreft_forward(tmp_path, intervention, n_prompts):
-    rm = reft_model(intervention)
+    folder = save_reft(reft_interventions(intervention), tmp_path / "reft")
+    rm = pyreft_model(folder)
     loaded = load_nanollava("nanollava-tiny")
     batch, lengths = batch_for(loaded.processor, PROMPTS[:n_prompts])
     locations = reference_locations("f3+m3+l3", lengths, batch["input_ids"].shape[1])
     with torch.no_grad():
         _, expected = rm(dict(batch), unit_locations={"sources->base": (None, [locations] * 4)})
-    attached = attach_adapter(loaded.model, str(save_reft(rm, tmp_path / "reft")))
+    attached = attach_adapter(loaded.model, str(folder))
     with torch.no_grad(), attached.reft.intervene(batch["attention_mask"], lengths, first_forward_only=False):
         got = attached.model(**batch).logits
     mask = batch["attention_mask"].bool()
@@ -41,7 +45,7 @@ def test_reft_matches_pyreft_forward(tmp_path, intervention, n_prompts):
 
 def test_reft_left_padded_rows_equal_single_rows(tmp_path):
     loaded = load_nanollava("nanollava-tiny")
-    attached = attach_adapter(loaded.model, str(save_reft(reft_model(), tmp_path / "reft")))
+    attached = attach_adapter(loaded.model, str(save_reft(reft_interventions(), tmp_path / "reft")))
     batch, lengths = batch_for(loaded.processor, PROMPTS)
     with torch.no_grad(), attached.reft.intervene(batch["attention_mask"], lengths, False):
         together = attached.model(**batch).logits
@@ -55,7 +59,8 @@ def test_reft_left_padded_rows_equal_single_rows(tmp_path):
 
 def test_reft_unshared_groups_follow_pyreft_order(tmp_path):
     """Without shared weights pyreft keeps one intervention per (group, layer), group by group."""
-    rm = reft_model(layers=(1, 2, 1, 2))
+    folder = save_reft(reft_interventions(layers=(1, 2, 1, 2)), tmp_path / "r", "f3+l3", share_weights=False)
+    rm = pyreft_model(folder)
     loaded = load_nanollava("nanollava-tiny")
     batch, lengths = batch_for(loaded.processor, PROMPTS[:2])
     width = batch["input_ids"].shape[1]
@@ -63,7 +68,7 @@ def test_reft_unshared_groups_follow_pyreft_order(tmp_path):
     last = [[width - 3 + i for i in range(3)] for _ in lengths]
     with torch.no_grad():
         _, expected = rm(dict(batch), unit_locations={"sources->base": (None, [first, first, last, last])})
-    attached = attach_adapter(loaded.model, str(save_reft(rm, tmp_path / "r", "f3+l3", share_weights=False)))
+    attached = attach_adapter(loaded.model, str(folder))
     with torch.no_grad(), attached.reft.intervene(batch["attention_mask"], lengths, False):
         got = attached.model(**batch).logits
     assert (got - expected.logits)[batch["attention_mask"].bool()].abs().max() < TOL
@@ -100,7 +105,8 @@ def test_merged_lora_is_close_to_unmerged(tmp_path):
 
 def test_reft_generation_matches_pyreft_generate(tmp_path):
     """Interventions act on the prompt only; cached decoding then matches pyreft's intervene_on_prompt=True."""
-    rm = reft_model()
+    folder = save_reft(reft_interventions(), tmp_path / "reft")
+    rm = pyreft_model(folder)
     loaded = load_nanollava("nanollava-tiny")
     batch, lengths = batch_for(loaded.processor, PROMPTS)
     locations = reference_locations("f3+m3+l3", lengths, batch["input_ids"].shape[1])
@@ -108,7 +114,7 @@ def test_reft_generation_matches_pyreft_generate(tmp_path):
     with torch.no_grad():
         _, expected = rm.generate(dict(batch), unit_locations={"sources->base": (None, [locations] * 4)},
                                   intervene_on_prompt=True, **kwargs)
-    attached = attach_adapter(loaded.model, str(save_reft(rm, tmp_path / "reft")))
+    attached = attach_adapter(loaded.model, str(folder))
     with torch.no_grad(), attached.reft.intervene(batch["attention_mask"], lengths, first_forward_only=True):
         got = attached.model.generate(**batch, **kwargs)
     assert torch.equal(got, expected)

@@ -10,7 +10,7 @@ from vlm_peft_bench.adapters.detect import AdapterError
 from vlm_peft_bench.adapters.loader import attach_adapter
 from vlm_peft_bench.nanollava.loading import load_nanollava
 
-from .adapter_factory import lora_model, reft_model, save_reft
+from .adapter_factory import lora_model, reft_interventions, save_reft
 
 
 class Evil:
@@ -20,7 +20,7 @@ class Evil:
 
 @pytest.fixture
 def reft_dir(tmp_path):
-    return save_reft(reft_model(layers=(0, 1)), tmp_path / "reft")
+    return save_reft(reft_interventions(layers=(0, 1)), tmp_path / "reft")
 
 
 @pytest.fixture

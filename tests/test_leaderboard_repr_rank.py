@@ -11,7 +11,7 @@ from vlm_peft_bench.leaderboard.build import collect
 from vlm_peft_bench.leaderboard.repr_rank import final_layer_features
 from vlm_peft_bench.train.data import Example
 
-from .adapter_factory import reft_model, save_reft
+from .adapter_factory import reft_interventions, save_reft
 from .test_leaderboard_factory import write_card
 
 POST = "\nAnswer with the option's letter from the given choices directly."
@@ -42,7 +42,7 @@ def test_reft_adapter_changes_the_features(tiny, examples, tmp_path):
     from vlm_peft_bench.adapters.loader import attach_adapter
     from vlm_peft_bench.nanollava.loading import load_nanollava
 
-    folder = save_reft(reft_model(), tmp_path / "reft", positions="l3")
+    folder = save_reft(reft_interventions(), tmp_path / "reft", positions="l3")
     loaded = load_nanollava("nanollava-tiny", device="cpu", dtype="float32")
     attached = attach_adapter(loaded.model, str(folder))
     with_reft = final_layer_features(attached.model, loaded.processor, attached, examples[:4], "cpu", batch_size=3)

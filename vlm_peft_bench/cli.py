@@ -192,9 +192,10 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)  # --version and --help end here, before anything heavy is imported
     from vlm_peft_bench.adapters.detect import AdapterError
     from vlm_peft_bench.nanollava.checkpoint import CheckpointError
+    from vlm_peft_bench.quiet import stdout_to_stderr
 
     args.real_stdout = sys.stdout
-    quiet = contextlib.redirect_stdout(sys.stderr) if getattr(args, "json", False) else contextlib.nullcontext()
+    quiet = stdout_to_stderr() if getattr(args, "json", False) else contextlib.nullcontext()
     try:
         with quiet:
             code = args.func(args)

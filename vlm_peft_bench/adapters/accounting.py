@@ -74,13 +74,11 @@ def component_totals(model: torch.nn.Module) -> dict[str, int]:
 
 
 def reft_intervention_size(intervention: str, hidden: int, rank: int) -> int:
-    """Parameters of one pyreft intervention, counted on a real (small) instance of pyreft's class."""
-    from vlm_peft_bench.quiet import quiet_import
+    """Parameters of one pyreft intervention, counted on a real instance of (our reimplementation of) its class."""
+    from vlm_peft_bench.adapters.interventions import INTERVENTIONS
 
-    pyreft = quiet_import("pyreft")
-
-    cls = getattr(pyreft, intervention, None)
-    if cls is None or not isinstance(cls, type):
+    cls = INTERVENTIONS.get(intervention)
+    if cls is None:
         raise AdapterError(f"unknown pyreft intervention type {intervention!r}")
     module = cls(embed_dim=hidden, low_rank_dimension=rank, dtype=torch.float32, add_bias=True)
     return sum(p.numel() for p in module.parameters())

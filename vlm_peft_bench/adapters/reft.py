@@ -1,10 +1,11 @@
 """pyreft interventions applied to the native nanoLLaVA model with plain forward hooks.
 
 Reads the folder `ReftModel.save` writes (config.json + one `intkey_<key>.bin` per intervention), rebuilds
-each intervention with pyreft's own class, and applies it to the residual stream of its layer at the prompt
+each intervention with our reimplementation of its pyreft class (`interventions.py`: same arithmetic, same state
+dict; pyreft itself is not needed), and applies it to the residual stream of its layer at the prompt
 positions given by `positions` (pyreft notation, plus our middle group), shifted by each row's left padding.
 Only the prompt forward is intervened: tokens produced during cached decoding are not, as with pyreft's
-`intervene_on_prompt=True`. The arithmetic is pyreft's (its modules' forward); only the plumbing is ours.
+`intervene_on_prompt=True`. The arithmetic is pyreft's (its modules' forward, reproduced exactly).
 
 Interventions are kept and computed in float32 whatever the model's dtype: pyreft's orthogonal parametrisation
 needs a QR decomposition that torch does not implement in bfloat16, and a saved LoReFT is float32. With a bf16 or
@@ -26,9 +27,10 @@ import torch
 from torch.nn.utils import parametrize
 
 from vlm_peft_bench.adapters.detect import AdapterError
+from vlm_peft_bench.adapters.interventions import INTERVENTIONS
 from vlm_peft_bench.adapters.positions import parse_positions, position_groups
+from vlm_peft_bench.adapters.reft_files import META_FILE, representation_key
 
-META_FILE = "vlm_peft_bench.json"
 _LAYER_PATH = re.compile(r"layers\[(\d+)\]\.(output|mlp\.output|self_attn\.output)$")
 _COMPONENTS = {"block_output": "output", "mlp_output": "mlp.output", "attention_output": "self_attn.output"}
 _CLASS = re.compile(r"<class '([\w.]+)'>")
@@ -63,7 +65,7 @@ def read_reft_config(folder: Path) -> list[InterventionSpec]:
             where = _COMPONENTS[component]
         else:
             raise AdapterError(f"{path}: intervention component {component!r} is not supported (use block_output)")
-        prefix = f"comp_{component.replace('.', '_')}_unit_{unit}_nunit_{n_units}#"
+        prefix = representation_key(layer, component, unit, n_units) + "#"
         key = next((k for k in keys if k.startswith(prefix) and k not in used), None)
         if key is None:
             raise AdapterError(f"{path}: no saved intervention key for {component!r}")
@@ -75,12 +77,8 @@ def read_reft_config(folder: Path) -> list[InterventionSpec]:
 
 
 def build_intervention(spec: InterventionSpec, state: dict, dtype: torch.dtype, source: Path) -> torch.nn.Module:
-    from vlm_peft_bench.quiet import quiet_import
-
-    pyreft = quiet_import("pyreft")
-
-    cls = getattr(pyreft, spec.intervention_type, None)
-    if not isinstance(cls, type):
+    cls = INTERVENTIONS.get(spec.intervention_type)
+    if cls is None:
         raise AdapterError(f"{source}: unknown pyreft intervention type {spec.intervention_type!r}")
     for name, tensor in state.items():
         if not torch.is_tensor(tensor):

@@ -2,13 +2,13 @@
 
 Each `prepare_*` returns a `Method`: the parameter groups for AdamW, a context for each forward (ReFT's
 positions), and a `save(folder)` that writes the adapter in its library's own format (pyreft's
-`ReftModel.save`, peft's `save_pretrained`, safetensors for full weights).
+`ReftModel.save` format, written by `reft_files.py` without pyreft; peft's `save_pretrained`; safetensors for full
+weights).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +18,11 @@ from safetensors.torch import save_file
 
 from vlm_peft_bench.adapters.accounting import component_of
 from vlm_peft_bench.adapters.detect import AdapterError
+from vlm_peft_bench.adapters.interventions import INTERVENTIONS
 from vlm_peft_bench.adapters.positions import parse_positions
 from vlm_peft_bench.adapters.recipes import select_layers
-from vlm_peft_bench.adapters.reft import META_FILE, InterventionSpec, ReftAdapter
+from vlm_peft_bench.adapters.reft import InterventionSpec, ReftAdapter
+from vlm_peft_bench.adapters.reft_files import ReftEntry, save_reft_folder
 from vlm_peft_bench.nanollava.checkpoint import native_prefixes
 
 
@@ -124,17 +126,16 @@ def prepare_pt_lora(recipe: dict, model: torch.nn.Module, overrides: dict) -> li
 
 
 def prepare_reft(recipe: dict, model: torch.nn.Module, overrides: dict) -> Method:
-    from vlm_peft_bench.quiet import quiet_import
-
-    pyreft = quiet_import("pyreft")
-
     spec = dict(recipe["reft"], **{k: v for k, v in overrides.items() if k in ("rank", "layers", "positions")})
     text = model.config.text_config
     layers = select_layers(spec.get("layers", "all"), text.num_hidden_layers)
     positions = spec["positions"]
     share = bool(spec.get("share_weights", True))
     groups = 1 if share else len(parse_positions(positions))
-    cls = getattr(pyreft, spec.get("intervention", "LoreftIntervention"))
+    name = spec.get("intervention", "LoreftIntervention")
+    cls = INTERVENTIONS.get(name)
+    if cls is None:
+        raise AdapterError(f"unknown pyreft intervention type {name!r} (known: {', '.join(INTERVENTIONS)})")
     dtype = next(model.parameters()).dtype
     specs, modules = [], []
     for _ in range(groups):  # pyreft's order when weights are not shared: group by group, layers within
@@ -155,11 +156,9 @@ def prepare_reft(recipe: dict, model: torch.nn.Module, overrides: dict) -> Metho
 
     def save(folder: Path) -> None:
         text_prefix = native_prefixes(model)["text"]
-        reps = [{"layer": s.layer, "component": f"{text_prefix}layers[{s.layer}].output",
-                 "low_rank_dimension": s.rank, "intervention": m} for s, m in zip(specs, modules)]
-        reft_model = pyreft.ReftModel(pyreft.ReftConfig(representations=reps), model)
-        reft_model.save(str(folder))
-        (folder / META_FILE).write_text(json.dumps({"positions": positions, "share_weights": share}, indent=2))
+        entries = [ReftEntry(s.layer, f"{text_prefix}layers[{s.layer}].output", s.rank, m)
+                   for s, m in zip(specs, modules)]
+        save_reft_folder(folder, entries, positions, share)
 
     def context(mask: torch.Tensor, lengths: list[int]):
         return adapter.intervene(mask, lengths, first_forward_only=False)
