@@ -64,3 +64,15 @@ def test_layer_selection():
 def test_unknown_recipe_lists_known_ones():
     with pytest.raises(AdapterError, match="known recipes: .*lora-r8"):
         load_recipe("lora-r99")
+
+
+@pytest.mark.parametrize("intervention", ["LoreftIntervention", "NoreftIntervention", "ConsreftIntervention",
+                                          "LobireftIntervention", "DireftIntervention", "NodireftIntervention"])
+def test_reft_adapter_counted_from_its_files(tmp_path, intervention):
+    """Trainable parameters only: the intkey files also hold pyvene's `embed_dim` buffers, and the unfrozen
+    orthogonal parametrisation a `base` buffer; none of them is trained."""
+    from .adapter_factory import reft_interventions, save_reft
+
+    entries = reft_interventions(intervention, layers=(0, 2), rank=3)
+    expected = sum(p.numel() for e in entries for p in e.module.parameters() if p.requires_grad)
+    assert adapter_file_params(save_reft(entries, tmp_path / "reft")) == ("pyreft", expected)

@@ -73,14 +73,15 @@ def component_totals(model: torch.nn.Module) -> dict[str, int]:
     return totals
 
 
-def reft_intervention_size(intervention: str, hidden: int, rank: int) -> int:
-    """Parameters of one pyreft intervention, counted on a real instance of (our reimplementation of) its class."""
+def reft_intervention_size(intervention: str, hidden: int, rank: int, add_bias: bool = True) -> int:
+    """Parameters of one pyreft intervention, counted on a real instance of (our reimplementation of) its class:
+    trainable parameters only, not pyvene's `embed_dim` buffers nor the orthogonal parametrisation's base."""
     from vlm_peft_bench.adapters.interventions import INTERVENTIONS
 
     cls = INTERVENTIONS.get(intervention)
     if cls is None:
         raise AdapterError(f"unknown pyreft intervention type {intervention!r}")
-    module = cls(embed_dim=hidden, low_rank_dimension=rank, dtype=torch.float32, add_bias=True)
+    module = cls(embed_dim=hidden, low_rank_dimension=rank, dtype=torch.float32, add_bias=add_bias)
     return sum(p.numel() for p in module.parameters())
 
 
@@ -132,11 +133,14 @@ def adapter_file_params(folder: str | Path) -> tuple[str, int]:
     """(adapter type, parameter count) of a saved adapter, read from its files without the base model."""
     path = Path(folder)
     kind = detect_adapter_type(path)
-    if kind == "pyreft":
+    if kind == "pyreft":  # counted on the modules the files describe: the files also hold buffers
+        from vlm_peft_bench.adapters.reft import load_intervention_state, read_reft_config
+
         total = 0
-        for f in sorted(path.glob("intkey_*.bin")):
-            state = torch.load(f, map_location="cpu", weights_only=True)
-            total += sum(t.numel() for t in state.values())
+        for spec in read_reft_config(path):
+            state = load_intervention_state(path / f"intkey_{spec.key}.bin")
+            total += reft_intervention_size(spec.intervention_type, spec.embed_dim, spec.rank,
+                                            add_bias="proj_layer.bias" in state)
         return kind, total
     files = sorted(path.rglob("*.safetensors") if kind == "pt-lora" else path.glob("*.safetensors"))
     if not files:
