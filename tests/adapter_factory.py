@@ -3,7 +3,6 @@
 import json
 from pathlib import Path
 
-import pyreft
 import torch
 from peft import LoraConfig, get_peft_model
 
@@ -15,6 +14,8 @@ HIDDEN = 128
 
 def reft_model(intervention: str = "LoreftIntervention", layers=(0, 1, 2, 3), rank: int = 4, seed: int = 0):
     """A pyreft ReftModel on a fresh tiny model, with random (non-identity) intervention weights."""
+    import pyreft  # only here: the peft helpers below work without pyreft
+
     torch.manual_seed(seed)
     model = load_nanollava("nanollava-tiny").model
     cls = getattr(pyreft, intervention)

@@ -9,10 +9,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from vlm_peft_bench.adapters.detect import AdapterError
+from vlm_peft_bench.nanollava.layouts import LayoutError, to_native
 
 
 def load_full(model: torch.nn.Module, folder: Path) -> torch.nn.Module:
-    """Overwrite the model's tensors with the folder's safetensors weights, after checking every one."""
+    """Overwrite the model's tensors with the folder's safetensors weights, after checking every one. Names saved
+    under any nanoLLaVA layout (original, transformers 4.45, 4.52-4.57, 5) are renamed to the model's."""
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise AdapterError(f"{folder}: fully fine-tuned weights must be .safetensors files")
@@ -23,6 +25,7 @@ def load_full(model: torch.nn.Module, folder: Path) -> torch.nn.Module:
             state.update(load_file(str(f)))
         except (SafetensorError, OSError) as err:
             raise AdapterError(f"{f}: unreadable, truncated or corrupt ({err})") from err
+    state = native_state(state, model, folder)
     unknown = [k for k in state if k not in expected]
     if unknown:
         raise AdapterError(f"{folder}: {len(unknown)} tensors this model does not have (e.g. {unknown[:2]}): "
@@ -35,3 +38,12 @@ def load_full(model: torch.nn.Module, folder: Path) -> torch.nn.Module:
             raise AdapterError(f"{folder}: tensor {key!r} holds NaN or infinite values")
     model.load_state_dict(state, strict=False)
     return model
+
+
+def native_state(state: dict, model: torch.nn.Module, folder: Path) -> dict:
+    """`state` under the model's own names, from whichever nanoLLaVA layout it was saved in."""
+    try:
+        _, names = to_native(state, model)
+    except LayoutError as err:
+        raise AdapterError(f"{folder}: {err}") from err
+    return {names[k]: v for k, v in state.items()}

@@ -73,15 +73,15 @@ def check_shapes(model: torch.nn.Module, config: dict, state: dict[str, torch.Te
                                f"{module.in_features} inputs and {module.out_features} outputs: another base model?")
 
 
-def _tuner_token(kind: str, folder: Path) -> str:
+def _tuner_token(kind: str) -> str | None:
     """What separates a saved key's module name from the tuner's parameter (`.lora_`, `.ia3_`, `.hada_`, ...)."""
     from peft import PeftType
     from peft.mapping import PEFT_TYPE_TO_PREFIX_MAPPING
 
     try:
         return "." + PEFT_TYPE_TO_PREFIX_MAPPING[PeftType(kind)]
-    except (KeyError, ValueError) as err:
-        raise AdapterError(f"{folder}: cannot rename a {kind} adapter's modules to this model's names") from err
+    except (KeyError, ValueError):
+        return None
 
 
 def _matches(spec, name: str) -> bool:
@@ -101,31 +101,37 @@ def native_names(model: torch.nn.Module, config: dict, state: dict[str, torch.Te
     `modules_to_save`; rank and alpha patterns are resolved per adapted module."""
     from peft.utils.other import get_pattern_key
 
+    token = _tuner_token(str(config["peft_type"]).upper())
     inner = [k[len(KEY_PREFIX):] for k in state if k.startswith(KEY_PREFIX)]
+    module_of = {k: k.split(token)[0] if token and token in k else k for k in inner}  # what a tuner key adapts
     try:
-        source, names = to_native(inner, model)
+        source, names = to_native(dict.fromkeys(module_of.values()), model)
     except LayoutError as err:
         raise AdapterError(f"{folder}: {err}") from err
     if all(k == v for k, v in names.items()):
         return None
-    token = _tuner_token(str(config["peft_type"]).upper(), folder)
-    adapted = {k.split(token)[0]: names[k].split(token)[0] for k in inner if token in k}
+    if token is None:
+        raise AdapterError(f"{folder}: cannot rename a {config['peft_type']} adapter's modules to this model's names")
+    adapted = {m: names[m] for k, m in module_of.items() if k != m}
     saved = set()  # modules_to_save: whole modules saved under their own names
-    for key in (k for k in inner if token not in k):
+    for key in (k for k, m in module_of.items() if k == m):
         parts = key.split(".")
         module = next((".".join(parts[:end]) for end in range(1, len(parts))
                        if _matches(config.get("modules_to_save"), ".".join(parts[:end]))), None)
         if module is not None:
             saved.add(rename(module, source, native_layout(model)))
-    new = dict(config, target_modules=sorted(adapted.values()), exclude_modules=None, layers_to_transform=None,
-               layers_pattern=None, modules_to_save=sorted(saved) or config.get("modules_to_save"))
+    new = dict(config, target_modules=sorted(adapted.values()), modules_to_save=sorted(saved) or
+               config.get("modules_to_save"))
+    new.update({f: None for f in ("exclude_modules", "layers_to_transform", "layers_pattern") if f in config})
     if config.get("feedforward_modules") is not None:  # IA3
         new["feedforward_modules"] = sorted(n for s, n in adapted.items() if _matches(config["feedforward_modules"], s))
     for field in ("rank_pattern", "alpha_pattern"):
-        pattern = config.get(field) or {}
+        if field not in config:
+            continue
+        pattern = config[field] or {}
         chosen = {native: get_pattern_key(list(pattern), src) for src, native in adapted.items()}
         new[field] = {re.escape(native): pattern[key] for native, key in chosen.items() if key in pattern}
-    native = {KEY_PREFIX + k: KEY_PREFIX + v for k, v in names.items()}
+    native = {KEY_PREFIX + k: KEY_PREFIX + names[m] + k[len(m):] for k, m in module_of.items()}
     return new, {native.get(k, k): t for k, t in state.items()}
 
 
