@@ -104,9 +104,22 @@ def write_llava_hf_files(dest: Path, size: int, patch: int) -> None:
         "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5] * 3, "image_std": [0.5] * 3,
     }, indent=2))
     (dest / "processor_config.json").write_text(json.dumps({
-        "processor_class": "LlavaProcessor", "patch_size": patch, "vision_feature_select_strategy": "default",
-        "image_token": "<image>",
+        "processor_class": "LlavaProcessor", "patch_size": patch, "image_token": "<image>", **one_token_per_patch(),
     }, indent=2))
+
+
+def one_token_per_patch() -> dict:
+    """LlavaProcessor settings under which `<image>` becomes exactly one token per patch, as nanoLLaVA's features
+    are. transformers 4.45's processor always counts one extra (CLS) token, which the "default" strategy removes;
+    later ones count `num_additional_image_tokens` extra tokens instead, and with 0 nanoLLaVA's own "full" strategy
+    is exact. Read from the installed processor's arguments, not from a version number."""
+    import inspect
+
+    from transformers import LlavaProcessor
+
+    if "num_additional_image_tokens" in inspect.signature(LlavaProcessor.__init__).parameters:
+        return {"vision_feature_select_strategy": "full", "num_additional_image_tokens": 0}
+    return {"vision_feature_select_strategy": "default"}
 
 
 def _silent_tqdm(*args, **kwargs):

@@ -21,7 +21,7 @@ HIDDEN = 128
 def text_prefix() -> str:
     """Where the tiny model's decoder lives in this transformers version (pyvene's component paths start there)."""
     from vlm_peft_bench.adapters.accounting import base_config, skeleton
-    from vlm_peft_bench.nanollava.checkpoint import native_prefixes
+    from vlm_peft_bench.nanollava.layouts import native_prefixes
 
     return native_prefixes(skeleton(base_config("nanollava-tiny")))["text"]
 

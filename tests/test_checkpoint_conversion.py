@@ -7,29 +7,15 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from vlm_peft_bench.nanollava.layouts import ORIGINAL, native_layout, rename
 from vlm_peft_bench.nanollava.loading import TINY_DIR, load_nanollava
 from vlm_peft_bench.nanollava.tiny import TINY_TEXT, TINY_VISION
 
-# transformers 4.45 names -> the names in qnguyen3/nanoLLaVA's model.safetensors (Bunny's module tree).
-ORIGINAL_NAMES = [
-    ("language_model.model.", "model."),
-    ("language_model.lm_head.", "lm_head."),
-    ("vision_tower.vision_model.", "model.vision_tower.vision_tower.vision_model."),
-    ("multi_modal_projector.linear_1.", "model.mm_projector.0."),
-    ("multi_modal_projector.linear_2.", "model.mm_projector.2."),
-]
 
-
-def to_original(state):
-    out = {}
-    for key, value in state.items():
-        for native, original in ORIGINAL_NAMES:
-            if key.startswith(native):
-                out[original + key[len(native):]] = value.clone()
-                break
-        else:
-            raise AssertionError(f"unmapped key {key}")
-    return out
+def to_original(state, model):
+    """The installed model's tensors under the names of qnguyen3/nanoLLaVA's model.safetensors (Bunny's tree)."""
+    native = native_layout(model)
+    return {rename(key, native, ORIGINAL): value.clone() for key, value in state.items()}
 
 
 def original_config():
@@ -46,7 +32,7 @@ def original_config():
 
 def test_original_layout_gives_the_native_logits(tmp_path, tiny):
     native = tiny.model
-    state = to_original(native.state_dict())
+    state = to_original(native.state_dict(), native)
     # Keys exactly as in the published checkpoint.
     for key in ("model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.bias", "lm_head.weight",
                 "model.mm_projector.2.weight",
@@ -73,7 +59,7 @@ def test_original_layout_gives_the_native_logits(tmp_path, tiny):
 
 
 def test_converter_names_come_from_the_model(tiny):
-    from vlm_peft_bench.nanollava.checkpoint import native_prefixes
+    from vlm_peft_bench.nanollava.layouts import native_prefixes
 
     prefixes = native_prefixes(tiny.model)
     names = dict(tiny.model.named_parameters())

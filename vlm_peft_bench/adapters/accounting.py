@@ -23,6 +23,7 @@ from safetensors import safe_open
 from transformers import LlavaConfig, LlavaForConditionalGeneration
 
 from vlm_peft_bench.adapters.detect import AdapterError, detect_adapter_type
+from vlm_peft_bench.adapters.full import native_names, read_full_shapes
 from vlm_peft_bench.adapters.positions import parse_positions
 from vlm_peft_bench.adapters.recipes import select_layers
 from vlm_peft_bench.nanollava.checkpoint import (
@@ -183,11 +184,9 @@ def _full_components(folder: str | Path, config: LlavaConfig) -> dict[str, int]:
     prefixes = native_prefixes(model)
     shapes = {n: p.numel() for n, p in model.named_parameters()}
     counts = dict.fromkeys(COMPONENTS, 0)
-    for f in sorted(Path(folder).glob("*.safetensors")):
-        with safe_open(str(f), framework="pt") as handle:
-            for key in handle.keys():
-                if key in shapes:
-                    counts[component_of(key, prefixes)] += shapes[key]
+    for key in native_names(Path(folder), read_full_shapes(Path(folder)), model).values():
+        if key in shapes:
+            counts[component_of(key, prefixes)] += shapes[key]
     return counts
 
 

@@ -13,13 +13,14 @@ import re
 from pathlib import Path
 
 from vlm_peft_bench.adapters.detect import AdapterError, detect_adapter_type
+from vlm_peft_bench.nanollava.layouts import LAYOUTS
 
 FULL_VALUES_LIMIT = 64 * 2**20  # full fine-tunes up to this size get the NaN/inf check too (bigger: headers only)
 _PEFT_SUFFIX = re.compile(r"\.(lora_[AB]|lora_embedding_[AB]|lora_magnitude_vector|ia3_l|hada_\w+|lokr_\w+|oft_\w+)"
                           r"(\.[\w]+)*$|\.(weight|bias)$")
 
 
-# -- module names and their layout. The lead swaps name_layout for the shared nanollava/layouts.py when merging.
+# -- module names and their layout
 
 def module_names(folder: str | Path) -> list[str]:
     """The module names an adapter refers to: peft weight keys with `base_model.model.` stripped and the
@@ -49,33 +50,17 @@ def module_names(folder: str | Path) -> list[str]:
     return sorted(names)
 
 
-_LAYOUTS = {  # layout: name prefixes that only it uses (transformers' Llava naming by version, or remote code)
-    "transformers-4.45": ("language_model.", "vision_tower.vision_model.", "multi_modal_projector."),
-    "transformers-4.52": ("model.vision_tower.vision_model.",),
-    "transformers-5": ("model.vision_tower.encoder.", "model.vision_tower.embeddings."),
-    "remote-code": ("model.layers.", "model.embed_tokens.", "model.norm.", "model.mm_projector.",
-                    "model.vision_tower.vision_tower."),
-}
-_SHARED = {"model.language_model.": ("transformers-4.52", "transformers-5"),
-           "model.multi_modal_projector.": ("transformers-4.52", "transformers-5"), "lm_head.": tuple(_LAYOUTS)}
-
-
 def name_layout(names: list[str]) -> str:
-    """Which naming the module names use: one of _LAYOUTS' keys, "transformers-4.52+" (`model.language_model.`
-    names only: 4.52-4.57 or 5.x), "any" (plain suffixes such as `q_proj`, valid in every layout, or no names),
-    "unknown" (none of these, or names of two layouts)."""
-    candidates = set(_LAYOUTS)
-    for name in names:
-        if "." not in name:
-            continue  # a plain module name (peft target_modules): every layout has it
-        fits = {layout for layout, prefixes in _LAYOUTS.items() if name.startswith(prefixes)}
-        fits |= {layout for prefix, layouts in _SHARED.items() if name.startswith(prefix) for layout in layouts}
-        candidates &= fits
-    if candidates == set(_LAYOUTS):
-        return "any"  # no name ties it to a layout (plain suffixes only, or none: prefix-tuning)
-    if len(candidates) == 1:
-        return candidates.pop()
-    return "transformers-4.52+" if candidates == {"transformers-4.52", "transformers-5"} else "unknown"
+    """Which naming the module names use (`nanollava.layouts`): a layout's key (`transformers-4.45`, ...),
+    "transformers-4.52+" (names that 4.52-4.57 and 5 share), "any" (plain suffixes such as `q_proj`, valid in every
+    layout, or no names), "unknown" (no layout has them all: another base, or names of two layouts)."""
+    dotted = [re.sub(r"\[(\d+)\]", r".\1", n) for n in names if "." in n]  # pyreft's layers[N] -> layers.N
+    if not dotted:
+        return "any"
+    fits = [layout.key for layout in LAYOUTS if all(layout.split(n) for n in dotted)]
+    if len(fits) == 1:
+        return fits[0]
+    return "transformers-4.52+" if set(fits) == {"transformers-4.52", "transformers-5"} else "unknown"
 
 
 # -- what the files say

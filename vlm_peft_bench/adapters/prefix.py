@@ -35,7 +35,10 @@ class PrefixAdapter:
         kv = self.embeddings.unsqueeze(0).expand(batch_size, -1, -1)
         kv = kv.reshape(batch_size, self.length, self.num_layers * 2, self.num_heads, head_dim)
         kv = kv.permute([2, 0, 3, 1, 4]).split(2)
-        return DynamicCache.from_legacy_cache(tuple((pair[0], pair[1]) for pair in kv))
+        cache = DynamicCache()  # filled layer by layer: the one way transformers 4.45 and 5 both accept
+        for layer, pair in enumerate(kv):
+            cache.update(pair[0], pair[1], layer)
+        return cache
 
     def forward(self, **inputs):
         """One forward pass with the prefix in front of every row."""

@@ -30,6 +30,7 @@ from vlm_peft_bench.adapters.detect import AdapterError
 from vlm_peft_bench.adapters.interventions import INTERVENTIONS
 from vlm_peft_bench.adapters.positions import parse_positions, position_groups
 from vlm_peft_bench.adapters.reft_files import META_FILE, representation_key
+from vlm_peft_bench.nanollava.layouts import LayoutError, detect_layout
 
 _LAYER_PATH = re.compile(r"layers\[(\d+)\]\.(output|mlp\.output|self_attn\.output)$")
 _COMPONENTS = {"block_output": "output", "mlp_output": "mlp.output", "attention_output": "self_attn.output"}
@@ -61,6 +62,7 @@ def read_reft_config(folder: Path) -> list[InterventionSpec]:
         match = _LAYER_PATH.search(component)
         if match:
             layer, where = int(match.group(1)), match.group(2)
+            _check_decoder_layer(f"{component[:match.start()]}layers.{layer}", component, path)
         elif component in _COMPONENTS:
             where = _COMPONENTS[component]
         else:
@@ -74,6 +76,19 @@ def read_reft_config(folder: Path) -> list[InterventionSpec]:
         specs.append(InterventionSpec(key, int(layer), where, (cls.group(1) if cls else type_name).split(".")[-1],
                                       int(rank), int(dim)))
     return specs
+
+
+def _check_decoder_layer(name: str, component: str, path: Path) -> None:
+    """The component must be a decoder layer of nanoLLaVA's language model, named under any known layout (the
+    original `model.layers[N]`, transformers 4.45's `language_model.model.layers[N]`, later ones'
+    `model.language_model.layers[N]`): interventions are applied to the installed model's layer N whatever it is
+    called there."""
+    try:
+        layout = detect_layout([name])
+    except LayoutError as err:
+        raise AdapterError(f"{path}: intervention component {component!r}: {err}") from err
+    if layout.split(name)[0] != "text":
+        raise AdapterError(f"{path}: intervention component {component!r} is not a layer of the language model")
 
 
 def build_intervention(spec: InterventionSpec, state: dict, dtype: torch.dtype, source: Path) -> torch.nn.Module:

@@ -1,8 +1,9 @@
-"""Read nanoLLaVA checkpoints: the original published layout (Bunny's `llava-qwen2`) and our native one.
+"""Read nanoLLaVA checkpoints: the original published layout (Bunny's `llava-qwen2`) and native Llava ones.
 
 The original checkpoint names its tensors after Bunny's module tree; the native model is transformers'
-`LlavaForConditionalGeneration`. Native prefixes differ between transformers versions, so they are found
-on the instantiated model (by which module owns what), never written by hand.
+`LlavaForConditionalGeneration`, whose names differ between transformers versions. Tensors saved under any of
+these layouts are renamed to the installed model's names (`layouts.py`), found on the instantiated model (by
+which module owns what), never written by hand.
 """
 
 from __future__ import annotations
@@ -16,12 +17,8 @@ from safetensors.torch import load_file
 from transformers import LlavaConfig, PreTrainedModel
 
 from vlm_peft_bench.nanollava.config import NANOLLAVA_VISION, llava_config
+from vlm_peft_bench.nanollava.layouts import LayoutError, native_prefixes, to_native
 
-ORIGINAL_TEXT_PREFIX = "model."
-ORIGINAL_VISION_PREFIX = "model.vision_tower.vision_tower.vision_model."
-ORIGINAL_PROJECTOR_PREFIX = "model.mm_projector."
-ORIGINAL_LM_HEAD = "lm_head."
-ORIGINAL_PROJECTOR_LAYERS = {"0": "linear_1", "2": "linear_2"}  # nn.Sequential(Linear, GELU, Linear)
 QWEN2_FIELDS = (
     "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
     "num_key_value_heads", "hidden_act", "max_position_embeddings", "rope_theta", "rms_norm_eps",
@@ -55,56 +52,16 @@ def config_from_original(config: dict, image_token_index: int) -> LlavaConfig:
     return llava_config(text, vision, image_token_index)
 
 
-def _module_name(model: torch.nn.Module, wanted: torch.nn.Module) -> str:
-    for name, module in model.named_modules():
-        if module is wanted:
-            return name
-    raise LookupError("module not found in model")
-
-
-def native_prefixes(model: PreTrainedModel) -> dict[str, str]:
-    """Where the text decoder, LM head, vision transformer and projector live in this transformers version."""
-    found: dict[str, str] = {}
-    for name, module in model.named_modules():
-        if hasattr(module, "embed_tokens") and hasattr(module, "layers") and "text" not in found:
-            found["text"] = name
-        elif all(hasattr(module, a) for a in ("embeddings", "encoder", "post_layernorm")) and "vision" not in found:
-            found["vision"] = name
-        elif hasattr(module, "linear_1") and hasattr(module, "linear_2") and "projector" not in found:
-            found["projector"] = name
-    found["lm_head"] = _module_name(model, model.get_output_embeddings())
-    missing = {"text", "vision", "projector"} - set(found)
-    if missing:
-        raise LookupError(f"model has no {sorted(missing)} module: not a Llava model?")
-    return {k: (v + "." if v else "") for k, v in found.items()}
-
-
-def convert_original_state_dict(state: dict[str, torch.Tensor], model: PreTrainedModel) -> dict[str, torch.Tensor]:
-    """Rename an original nanoLLaVA state dict to the native model's names. Vision-head keys are dropped."""
-    prefix = native_prefixes(model)
-    out: dict[str, torch.Tensor] = {}
-    unknown = []
-    for key, tensor in state.items():
-        if key.startswith(ORIGINAL_VISION_PREFIX):
-            rest = key[len(ORIGINAL_VISION_PREFIX):]
-            if rest.startswith("head."):
-                continue
-            out[prefix["vision"] + rest] = tensor
-        elif key.startswith(ORIGINAL_PROJECTOR_PREFIX):
-            index, _, param = key[len(ORIGINAL_PROJECTOR_PREFIX):].partition(".")
-            if index not in ORIGINAL_PROJECTOR_LAYERS:
-                unknown.append(key)
-                continue
-            out[f"{prefix['projector']}{ORIGINAL_PROJECTOR_LAYERS[index]}.{param}"] = tensor
-        elif key.startswith(ORIGINAL_LM_HEAD):
-            out[prefix["lm_head"] + key[len(ORIGINAL_LM_HEAD):]] = tensor
-        elif key.startswith(ORIGINAL_TEXT_PREFIX):
-            out[prefix["text"] + key[len(ORIGINAL_TEXT_PREFIX):]] = tensor
-        else:
-            unknown.append(key)
-    if unknown:
-        raise CheckpointError(f"{len(unknown)} tensors do not belong to nanoLLaVA, e.g. {unknown[:3]}")
-    return out
+def convert_state_dict(state: dict[str, torch.Tensor], model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """Rename a state dict saved under any known nanoLLaVA layout (original, transformers 4.45, 4.52-4.57, 5) to
+    the installed model's names. Vision-head keys the model has no module for are dropped."""
+    try:
+        _, names = to_native(state, model)
+    except LayoutError as err:
+        raise CheckpointError(f"tensors that do not belong to nanoLLaVA: {err}") from err
+    head = native_prefixes(model)["vision"] + "head."
+    keep = dict(model.named_parameters())
+    return {names[k]: t for k, t in state.items() if not (names[k].startswith(head) and names[k] not in keep)}
 
 
 def weight_files(folder: Path) -> list[Path]:

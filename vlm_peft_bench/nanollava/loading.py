@@ -19,7 +19,7 @@ from transformers import AutoTokenizer, LlavaConfig, LlavaForConditionalGenerati
 from vlm_peft_bench.nanollava.checkpoint import (
     CheckpointError,
     config_from_original,
-    convert_original_state_dict,
+    convert_state_dict,
     is_original_config,
     load_state_dict,
     read_config,
@@ -174,11 +174,10 @@ def load_nanollava(
 def build_model(
     config: LlavaConfig, state: dict[str, torch.Tensor], folder: Path, original: bool, **kwargs
 ) -> LlavaForConditionalGeneration:
-    """The native model holding `state` (renamed first when it is in the original nanoLLaVA layout)."""
+    """The native model holding `state`, renamed first from whichever nanoLLaVA layout it was saved in."""
     with torch.device("meta"):
         skeleton = LlavaForConditionalGeneration(config)
-    if original:
-        state = convert_original_state_dict(state, skeleton)
+    state = convert_state_dict(state, skeleton)
     _check_complete(skeleton, state, folder, converted=original)
     return LlavaForConditionalGeneration.from_pretrained(None, config=config, state_dict=state, **kwargs)
 

@@ -23,7 +23,7 @@ from vlm_peft_bench.adapters.positions import parse_positions
 from vlm_peft_bench.adapters.recipes import select_layers
 from vlm_peft_bench.adapters.reft import InterventionSpec, ReftAdapter
 from vlm_peft_bench.adapters.reft_files import ReftEntry, save_reft_folder
-from vlm_peft_bench.nanollava.checkpoint import native_prefixes
+from vlm_peft_bench.nanollava.layouts import native_module, native_prefixes
 
 
 @dataclass
@@ -188,7 +188,8 @@ def prepare_full(recipe: dict, model: torch.nn.Module, overrides: dict) -> Metho
     for name, p in model.named_parameters():
         p.requires_grad_(component_of(name, prefixes) in chosen)
     if recipe["full"].get("gradient_checkpointing"):
-        model.language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        native_module(model, "text").gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False})
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
