@@ -2,8 +2,11 @@
 
 Image preprocessing follows nanoLLaVA (Bunny's `expand2square` + SigLIP's processor): pad the image to a
 square with the mean colour (127, 127, 127), resize to the vision tower's size with bicubic resampling,
-rescale by 1/255, normalize with mean = std = 0.5. The resize/rescale/normalize step is transformers'
-`SiglipImageProcessor`.
+rescale by 1/255, normalize with mean = std = 0.5. The resize/rescale/normalize step is written out here with PIL
+and numpy, exactly as transformers 4.x's `SiglipImageProcessor` computes it (PIL's bicubic resize of the 8-bit
+image, then float arithmetic), which nanoLLaVA was trained with: transformers 5's `SiglipImageProcessor` resizes
+otherwise and moves some pixels by one intensity level (2/255 after normalisation), enough to flip a greedy
+answer now and then. Written out, the pixels are identical on every transformers version.
 
 The prompt is ChatML, written explicitly rather than through a tokenizer's chat template so that what the
 model sees never depends on files shipped with a checkpoint::
@@ -18,9 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from PIL import Image
-from transformers import BatchEncoding, LlavaConfig, PreTrainedTokenizerBase, SiglipImageProcessor
+from transformers import BatchEncoding, LlavaConfig, PreTrainedTokenizerBase
 
 from vlm_peft_bench.nanollava.config import IMAGE_MEAN, IMAGE_STD, IMAGE_TOKEN, num_image_tokens
 
@@ -36,6 +40,14 @@ def expand_to_square(image: Image.Image, background: tuple[int, int, int] = PAD_
     canvas = Image.new(image.mode, (side, side), background)
     canvas.paste(image, ((side - width) // 2, (side - height) // 2))
     return canvas
+
+
+def image_to_array(image: Image.Image, size: int) -> np.ndarray:
+    """One image as SigLIP's input, [3, size, size] float32 (see the module docstring for why it is written out)."""
+    square = expand_to_square(image.convert("RGB")).resize((size, size), resample=Image.BICUBIC)
+    pixels = (np.asarray(square, dtype=np.uint8) * (1 / 255)).astype(np.float32)
+    pixels = (pixels - np.array(IMAGE_MEAN, dtype=np.float32)) / np.array(IMAGE_STD, dtype=np.float32)
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
 def chatml_prompt(text: str, system_prompt: str | None = None, with_image: bool = True) -> str:
@@ -56,11 +68,7 @@ class NanoLlavaProcessor:
         self.system_prompt = system_prompt
         self.image_token_id = config.image_token_index
         self.n_image_tokens = num_image_tokens(config)
-        size = config.vision_config.image_size
-        self.image_processor = SiglipImageProcessor(
-            do_resize=True, size={"height": size, "width": size}, resample=Image.BICUBIC, do_rescale=True,
-            rescale_factor=1 / 255, do_normalize=True, image_mean=list(IMAGE_MEAN), image_std=list(IMAGE_STD),
-        )
+        self.image_size = config.vision_config.image_size
         token = tokenizer.convert_ids_to_tokens(self.image_token_id)
         if token != IMAGE_TOKEN:
             raise ValueError(
@@ -72,8 +80,8 @@ class NanoLlavaProcessor:
         return chatml_prompt(text, self.system_prompt, with_image)
 
     def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        squared = [expand_to_square(img.convert("RGB")) for img in images]
-        return self.image_processor(squared, return_tensors="pt")["pixel_values"]
+        """[N, 3, size, size] float32: squared, resized, rescaled and normalised as nanoLLaVA's processor does."""
+        return torch.from_numpy(np.stack([image_to_array(img, self.image_size) for img in images]))
 
     def _ids(self, prompt: str) -> list[int]:
         """Token ids of a prompt, with its image token (if any) expanded to one id per image patch."""
