@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu.sh --device cpu --size toy --quick      # CPU smoke path (what the tests run)
 #
 # Python: $PYTHON, else .venv/bin/python when present, else python3, with whatever transformers (4.45.1 up to 5.x) and
-# peft it has. Wheels in .whl/ (a git-ignored folder: the libraries a borrowed machine lacks, e.g. lmms-eval for the
+# peft it has. Wheels in .whl/ ($VLM_BENCH_WHEELS; a git-ignored folder: the libraries a borrowed machine lacks, e.g. lmms-eval for the
 # llava_hf baseline, or a whole other stack) are installed once with --no-deps into $VLM_BENCH_SITE (default
 # /tmp/vlm-peft-bench-site), which goes first on PYTHONPATH. Libraries that are still missing (lmms-eval, peft, pyreft)
 # only skip the configurations needing them.
@@ -19,13 +19,14 @@ fi
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS=1
 
-if compgen -G ".whl/*.whl" >/dev/null; then
+WHEELS="${VLM_BENCH_WHEELS:-.whl}"  # the tests point this elsewhere, so a developer's .whl/ cannot change them
+if compgen -G "$WHEELS/*.whl" >/dev/null; then
   SITE="${VLM_BENCH_SITE:-/tmp/vlm-peft-bench-site}"
-  wanted=$(cd .whl && ls -- *.whl | sort | sha256sum | cut -c1-16)
+  wanted=$(cd "$WHEELS" && ls -- *.whl | sort | sha256sum | cut -c1-16)
   if [ "$(cat "$SITE/.installed" 2>/dev/null)" != "$wanted" ]; then  # the same wheels installed by an earlier run
-    echo "gpu.sh: installing .whl/*.whl into $SITE (--no-deps)" >&2
+    echo "gpu.sh: installing $WHEELS/*.whl into $SITE (--no-deps)" >&2
     rm -rf "$SITE"
-    PIP_ROOT_USER_ACTION=ignore "$PY" -m pip install -q --disable-pip-version-check --no-deps --target "$SITE" .whl/*.whl
+    PIP_ROOT_USER_ACTION=ignore "$PY" -m pip install -q --disable-pip-version-check --no-deps --target "$SITE" "$WHEELS"/*.whl
     echo "$wanted" > "$SITE/.installed"
   fi
   export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"

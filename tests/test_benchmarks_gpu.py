@@ -32,7 +32,8 @@ NEEDS_LIBRARY = {"llava_hf_bs1": "lmms_eval", "lora_unmerged_bs1": "peft", "lora
 
 def run_gpu_sh(tmp_path, *args, pythonpath=None):
     out = tmp_path / "gpu.json"
-    env = dict(os.environ, PYTHON=sys.executable, OMP_WAIT_POLICY="PASSIVE")
+    env = dict(os.environ, PYTHON=sys.executable, OMP_WAIT_POLICY="PASSIVE",
+               VLM_BENCH_WHEELS=str(tmp_path / "no-wheels"))  # a developer's .whl/ must not change the test
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu.sh"), "--device", "cpu", "--size", "toy",
