@@ -716,11 +716,6 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(threads)
     dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
     _silence()
-    import transformers
-
-    if not transformers.__version__.startswith("4.45."):
-        print(f"warning: transformers {transformers.__version__}; the project pins 4.45.1 (see benchmarks/gpu.sh)",
-              file=sys.stderr)
     names = [c.name for c in CONFIGS]
     if args.configs:
         chosen = [n.strip() for n in args.configs.split(",") if n.strip()]
