@@ -244,3 +244,17 @@ def test_mixed_layouts_are_refused():
     with pytest.raises(LayoutError, match="mix several"):
         detect_layout(["language_model.model.layers.0.mlp.up_proj.weight", "model.language_model.norm.weight",
                        "model.vision_tower.vision_model.post_layernorm.weight", "model.vision_tower.encoder.layers.0"])
+
+
+@LAYOUT_PARAMS
+def test_inspect_reads_the_layout_and_says_vlreft_loads_it(tmp_path, layout, native):
+    """`inspect` runs the loader's own checks, renaming included: an adapter in any layout is reported as loadable."""
+    from vlm_peft_bench.adapters.inspect import inspect_adapter
+
+    reference = saved_peft(lora_model(), tmp_path / "native")
+    folder = relayout_peft(reference, tmp_path / "relayout", native, layout,
+                           target_modules=text_attention_regex(layout))
+    report = inspect_adapter(str(folder), base="nanollava-tiny")
+    assert report["layout"] in (layout.key, "transformers-4.52+")
+    tiny = next(b for b in report["bases"] if b["base"] == "nanollava-tiny")
+    assert tiny["loads"], tiny["problem"]

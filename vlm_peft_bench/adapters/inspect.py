@@ -147,22 +147,13 @@ def load_problem(folder: Path, kind: str, model) -> str | None:
 
 
 def _check_peft(folder: Path, model) -> None:
-    from vlm_peft_bench.adapters.peft_adapter import (
-        PROMPT_LEARNING,
-        check_shapes,
-        read_adapter_config,
-        read_adapter_weights,
-    )
+    from vlm_peft_bench.adapters.peft_adapter import checked_peft, read_adapter_config
     from vlm_peft_bench.adapters.prefix import check_prefix
 
-    config = read_adapter_config(folder)
-    kind = str(config["peft_type"]).upper()
-    if kind == "PREFIX_TUNING":
+    if str(read_adapter_config(folder)["peft_type"]).upper() == "PREFIX_TUNING":
         check_prefix(model, folder)
-        return
-    if kind in PROMPT_LEARNING:
-        raise AdapterError(f"{folder}: {kind} adapters are not supported on nanoLLaVA (prefix-tuning is)")
-    check_shapes(model, config, read_adapter_weights(folder), folder)
+    else:
+        checked_peft(model, folder)
 
 
 def _on_base(folder: Path, base: str, kind: str) -> dict:

@@ -135,10 +135,9 @@ def native_names(model: torch.nn.Module, config: dict, state: dict[str, torch.Te
     return new, {native.get(k, k): t for k, t in state.items()}
 
 
-def load_peft(model: torch.nn.Module, folder: Path, merge: bool = False) -> torch.nn.Module:
-    """The model with the adapter applied (merged into the weights when asked and possible)."""
-    from peft import PeftModel
-
+def checked_peft(model: torch.nn.Module, folder: Path) -> tuple[dict, dict[str, torch.Tensor], bool]:
+    """Every check `load_peft` makes before peft runs (the model may be on the meta device): (config, weights, under
+    the installed model's names, and whether they had to be renamed from another layout)."""
     config = read_adapter_config(folder)
     kind = str(config["peft_type"]).upper()
     if kind in PROMPT_LEARNING:
@@ -148,9 +147,18 @@ def load_peft(model: torch.nn.Module, folder: Path, merge: bool = False) -> torc
     if renamed is not None:
         config, state = renamed
     check_shapes(model, config, state, folder)
+    return config, state, renamed is not None
+
+
+def load_peft(model: torch.nn.Module, folder: Path, merge: bool = False) -> torch.nn.Module:
+    """The model with the adapter applied (merged into the weights when asked and possible)."""
+    from peft import PeftModel
+
+    config, state, renamed = checked_peft(model, folder)
+    kind = str(config["peft_type"]).upper()
     with tempfile.TemporaryDirectory(prefix="vlm-peft-bench-adapter-") as tmp:
         source = folder
-        if renamed is not None:  # peft loads from a folder: the renamed copy, deleted once loaded
+        if renamed:  # peft loads from a folder: the renamed copy, deleted once loaded
             source = Path(tmp)
             (source / "adapter_config.json").write_text(json.dumps(config, indent=2))
             save_file({k: t.contiguous() for k, t in state.items()}, str(source / "adapter_model.safetensors"))
