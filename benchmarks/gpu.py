@@ -339,7 +339,7 @@ def write_reft_folder(n_layers: int, hidden: int, dest: Path, seed: int) -> Path
     import torch
 
     from vlm_peft_bench.adapters.interventions import LoreftIntervention
-    from vlm_peft_bench.adapters.reft_files import ReftEntry, save_reft_folder
+    from vlm_peft_bench.adapters.reft_files import ReftEntry, layer_component, save_reft_folder
 
     torch.manual_seed(seed)
     rank = REFT_RECIPE["rank"]
@@ -349,7 +349,7 @@ def write_reft_folder(n_layers: int, hidden: int, dest: Path, seed: int) -> Path
         with torch.no_grad():  # not the identity: a trained-looking learned source
             module.learned_source.weight.normal_(0, 0.02)
             module.learned_source.bias.normal_(0, 0.02)
-        entries.append(ReftEntry(layer, f"language_model.model.layers[{layer}].output", rank, module))
+        entries.append(ReftEntry(layer, layer_component(layer), rank, module))
     return save_reft_folder(dest, entries, REFT_RECIPE["positions"], REFT_RECIPE["share_weights"])
 
 

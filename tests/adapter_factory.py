@@ -1,7 +1,6 @@
 """Small adapters for tests, on the embedded tiny model: ReFT folders written by our own pyreft-format writer (no
 pyreft needed), LoRA with peft. `needs_pyreft()` / `pyreft_model()` serve the tests that compare with pyreft itself."""
 
-from functools import cache
 from pathlib import Path
 
 import pytest
@@ -10,20 +9,11 @@ from peft import LoraConfig, get_peft_model
 
 from vlm_peft_bench.adapters.interventions import INTERVENTIONS
 from vlm_peft_bench.adapters.positions import position_groups
-from vlm_peft_bench.adapters.reft_files import ReftEntry, save_reft_folder
+from vlm_peft_bench.adapters.reft_files import ReftEntry, layer_component, save_reft_folder
 from vlm_peft_bench.nanollava.loading import load_nanollava
 from vlm_peft_bench.quiet import stdout_to_stderr
 
 HIDDEN = 128
-
-
-@cache
-def text_prefix() -> str:
-    """Where the tiny model's decoder lives in this transformers version (pyvene's component paths start there)."""
-    from vlm_peft_bench.adapters.accounting import base_config, skeleton
-    from vlm_peft_bench.nanollava.layouts import native_prefixes
-
-    return native_prefixes(skeleton(base_config("nanollava-tiny")))["text"]
 
 
 def reft_interventions(intervention: str = "LoreftIntervention", layers=(0, 1, 2, 3), rank: int = 4,
@@ -38,7 +28,7 @@ def reft_interventions(intervention: str = "LoreftIntervention", layers=(0, 1, 2
             for name, p in module.named_parameters():
                 if "parametrizations" not in name:  # keep the rotation orthonormal, as pyreft builds it
                     p.normal_(0, 0.3)
-        entries.append(ReftEntry(layer, f"{text_prefix()}layers[{layer}].output", rank, module))
+        entries.append(ReftEntry(layer, layer_component(layer), rank, module))
     return entries
 
 

@@ -18,11 +18,11 @@ from vlm_peft_bench.adapters import interventions as native
 from vlm_peft_bench.adapters.detect import AdapterError
 from vlm_peft_bench.adapters.loader import attach_adapter
 from vlm_peft_bench.adapters.reft import build_intervention, frozen, load_intervention_state, read_reft_config
-from vlm_peft_bench.adapters.reft_files import ReftEntry, save_reft_folder
+from vlm_peft_bench.adapters.reft_files import ReftEntry, layer_component, save_reft_folder
 from vlm_peft_bench.nanollava.loading import load_nanollava
 from vlm_peft_bench.quiet import stdout_to_stderr
 
-from .adapter_factory import HIDDEN, needs_pyreft, pyreft_model, reft_interventions, text_prefix
+from .adapter_factory import HIDDEN, needs_pyreft, pyreft_model, reft_interventions
 from .conftest import REPO
 
 TYPES = sorted(native.INTERVENTIONS)
@@ -164,7 +164,7 @@ def test_pyreft_saved_folder_gives_the_same_outputs_in_ours(tmp_path):
     pyreft = needs_pyreft()
     model = load_nanollava("nanollava-tiny").model
     torch.manual_seed(3)
-    reps = [{"layer": layer, "component": f"{text_prefix()}layers[{layer}].output", "low_rank_dimension": 4,
+    reps = [{"layer": layer, "component": layer_component(layer), "low_rank_dimension": 4,
              "intervention": randomise(pyreft.DireftIntervention(embed_dim=HIDDEN, low_rank_dimension=4,
                                                                  dtype=torch.float32), seed=layer)}
             for layer in (0, 2)]
@@ -272,7 +272,7 @@ def test_config_matches_the_zoo_reference(tmp_path):
     for spec in specs:
         path = ZOO_REFT / f"intkey_{spec.key}.bin"
         module = build_intervention(spec, load_intervention_state(path), torch.float32, path)
-        entries.append(ReftEntry(spec.layer, f"{text_prefix()}layers[{spec.layer}].output", spec.rank, module))
+        entries.append(ReftEntry(spec.layer, layer_component(spec.layer), spec.rank, module))
     meta = json.loads((ZOO_REFT / "vlm_peft_bench.json").read_text())
     folder = save_reft_folder(tmp_path / "reft", entries, meta["positions"], meta["share_weights"])
     expected = (ZOO_REFT / "config.json").read_text()

@@ -259,9 +259,18 @@ def test_committed_leaderboard_is_exactly_what_the_build_makes(tmp_path):
     committed = json.loads((COMMITTED / "leaderboard.json").read_text())
     doc = collect([COMMITTED / "results"], zoo=REPO / "adapters_zoo", reported=COMMITTED / "reported.yaml",
                   command=committed["command"])
-    stale = [name for name, content in render_outputs(doc).items() if (COMMITTED / name).read_bytes() != content]
-    assert not stale, (f"{stale} differ from a rebuild: run `bash leaderboard/build.sh` (and, if the zoo changed, "
-                       "`bash leaderboard/run_zoo.sh` first)")
+    outputs = render_outputs(doc)
+    plots = [name for name in outputs if name.endswith((".png", ".svg"))]
+    stale = [name for name, content in outputs.items() if (COMMITTED / name).read_bytes() != content]
+    fix = "run `bash leaderboard/build.sh` (and, if the zoo changed, `bash leaderboard/run_zoo.sh` first)"
+    assert not [n for n in stale if n not in plots], f"{stale} differ from a rebuild: {fix}"
     measured = [r for r in doc["rows"] if r["kind"] == "measured"]
     assert all(r["params"]["fraction"] is not None for r in measured), "a committed run matches no zoo card"
+    from vlm_peft_bench.leaderboard.plots import RENDERER
+
+    drawn_by = [n for n in plots if RENDERER.encode() not in (COMMITTED / n).read_bytes()]
+    if drawn_by:  # another matplotlib draws other bytes: compare the plots only under the one that made them
+        pytest.skip(f"{drawn_by} were drawn by another matplotlib than this one ({RENDERER}); every other output "
+                    "matched its rebuild")
+    assert not stale, f"{stale} differ from a rebuild: {fix}"
 

@@ -9,6 +9,10 @@
   `comp_<component, dots as underscores>_unit_<unit>_nunit_<n>#<k>` (`k` counts repeats of the same location);
 * our `vlm_peft_bench.json` beside them: the positions and weight sharing, which pyreft does not record.
 
+Components are always written with transformers 4.45's Llava names (`language_model.model.layers[N].output`), the
+only transformers pyreft 0.1.0 runs on, whatever transformers trains them: a folder then loads in pyreft as it is,
+and the same training gives the same bytes on every stack (our loader reads every layout, see nanollava/layouts.py).
+
 pyreft itself is optional (only tests comparing with it import it); where pyreft or pyvene is imported, do it
 inside `vlm_peft_bench.quiet.stdout_to_stderr()`: pyvene prints a notice about nnsight on stdout at import.
 """
@@ -91,3 +95,10 @@ def save_reft_folder(folder: Path, entries: list[ReftEntry], positions: str | No
         meta = {"positions": positions, "share_weights": True if share_weights is None else bool(share_weights)}
         (folder / META_FILE).write_text(json.dumps(meta, indent=2))
     return folder
+
+
+def layer_component(layer: int) -> str:
+    """pyvene's component string for the output of decoder layer `layer`, under pyreft's (transformers 4.45) names."""
+    from vlm_peft_bench.nanollava.layouts import TRANSFORMERS_4_45
+
+    return f"{TRANSFORMERS_4_45.text}.layers[{layer}].output"

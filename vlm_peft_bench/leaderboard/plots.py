@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import math
 
+import matplotlib
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
@@ -16,8 +17,11 @@ METHOD_COLOURS = {"base": "#555555", "reft": "#d62728", "lora": "#1f77b4", "pref
 OTHER_COLOUR = "#8c564b"
 STYLE = {"svg.hashsalt": "vlm-peft-bench", "svg.fonttype": "path", "font.family": "DejaVu Sans", "font.size": 9,
          "axes.titlesize": 9}
-SVG_META = {"Date": None, "Creator": "vlm-peft-bench leaderboard"}
-PNG_META = {"Software": "vlm-peft-bench leaderboard"}
+# The plots' bytes depend on matplotlib's version (its renderer changes between releases), so it is written into them:
+# a rebuild is byte-identical under the same matplotlib.
+RENDERER = f"vlm-peft-bench leaderboard (matplotlib {matplotlib.__version__})"
+SVG_META = {"Date": None, "Creator": RENDERER}
+PNG_META = {"Software": RENDERER}
 DPI = 110
 
 

@@ -22,7 +22,7 @@ from vlm_peft_bench.adapters.interventions import INTERVENTIONS
 from vlm_peft_bench.adapters.positions import parse_positions
 from vlm_peft_bench.adapters.recipes import select_layers
 from vlm_peft_bench.adapters.reft import InterventionSpec, ReftAdapter
-from vlm_peft_bench.adapters.reft_files import ReftEntry, save_reft_folder
+from vlm_peft_bench.adapters.reft_files import ReftEntry, layer_component, save_reft_folder
 from vlm_peft_bench.nanollava.layouts import native_module, native_prefixes
 
 
@@ -155,8 +155,7 @@ def prepare_reft(recipe: dict, model: torch.nn.Module, overrides: dict) -> Metho
     groups_ = [{"params": params, "weight_decay": 0.0}]
 
     def save(folder: Path) -> None:
-        text_prefix = native_prefixes(model)["text"]
-        entries = [ReftEntry(s.layer, f"{text_prefix}layers[{s.layer}].output", s.rank, m)
+        entries = [ReftEntry(s.layer, layer_component(s.layer), s.rank, m)
                    for s, m in zip(specs, modules)]
         save_reft_folder(folder, entries, positions, share)
 
