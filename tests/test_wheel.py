@@ -16,12 +16,16 @@ from vlm_peft_bench import __version__
 
 from .conftest import REPO
 
-SKIP = {".git", ".venv", "build", "dist", "__pycache__", ".pytest_cache", ".ruff_cache", "results", "out"}
+# What the build reads from the repository's top level; nothing else is copied (virtual environments beside the
+# checkout, such as CI's .venv-pinned, are gigabytes).
+BUILD_INPUTS = {"pyproject.toml", "README.md", "LICENSE", "vlm_peft_bench", "tasks", "adapters_zoo", "leaderboard"}
+SKIP = {"build", "dist", "__pycache__", ".pytest_cache", ".ruff_cache"}
 
 
 def _ignore(folder: str, names: list[str]) -> set[str]:
-    top = Path(folder) == REPO
-    return {n for n in names if n.endswith(".egg-info") or (n in SKIP and (top or n in {"__pycache__", ".git"}))}
+    if Path(folder) == REPO:
+        return {n for n in names if n not in BUILD_INPUTS}
+    return {n for n in names if n.endswith(".egg-info") or n in SKIP}
 
 
 @pytest.fixture(scope="module")
