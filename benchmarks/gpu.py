@@ -377,7 +377,7 @@ def build_runner(cfg: Config, ctx: dict) -> tuple[Any, int]:
     if cfg.kind == "vlreft":
         return DirectRunner(base, processor, device, cfg.batch_size, new_tokens, sync=sync), tensor_bytes(base)
     if cfg.kind == "reft":
-        from vlm_peft_bench.adapters.loader import attach_adapter
+        from vlm_peft_bench.methods.attach import attach_adapter
 
         text = ctx["config"].text_config
         folder = write_reft_folder(text.num_hidden_layers, text.hidden_size, ctx["tmp"] / "reft", ctx["seed"])
@@ -386,7 +386,7 @@ def build_runner(cfg: Config, ctx: dict) -> tuple[Any, int]:
         runner = DirectRunner(model, processor, device, cfg.batch_size, new_tokens, adapter=adapter, sync=sync)
         return runner, tensor_bytes(model, *adapter.reft.modules)
     if cfg.kind == "lora":
-        from vlm_peft_bench.adapters.loader import attach_adapter
+        from vlm_peft_bench.methods.attach import attach_adapter
 
         if "lora_dir" not in ctx:
             ctx["lora_dir"] = write_lora_folder(base, ctx["tmp"] / "lora", ctx["seed"])

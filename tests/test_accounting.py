@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from vlm_peft_bench.adapters.accounting import account, adapter_file_params
 from vlm_peft_bench.adapters.detect import AdapterError
-from vlm_peft_bench.adapters.recipes import load_recipe, select_layers
+from vlm_peft_bench.methods.params import account, adapter_file_params
+from vlm_peft_bench.methods.recipe import load_recipe, select_layers
 
 TABLE_4 = {"reft-r4-all": 0.019, "lora-r8": 0.17, "full-ft": 60.99}  # percent of nanoLLaVA's parameters
 

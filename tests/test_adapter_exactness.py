@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vlm_peft_bench.adapters.loader import attach_adapter
+from vlm_peft_bench.methods.attach import attach_adapter
 from vlm_peft_bench.nanollava.loading import load_nanollava
 
 from .adapter_factory import lora_model, pyreft_model, reference_locations, reft_interventions, save_reft
@@ -129,7 +129,7 @@ def test_prefix_matches_peft_forward(tmp_path):
     """Our prefix application (a pre-filled cache) gives the logits of peft's own PeftModel forward."""
     from peft import PeftModel
 
-    from vlm_peft_bench.train.methods import PrefixModel, save_prefix
+    from vlm_peft_bench.adapters.prefix import PrefixModel, save_prefix
 
     torch.manual_seed(0)
     loaded = load_nanollava("nanollava-tiny")
@@ -151,7 +151,7 @@ def test_prefix_matches_peft_forward(tmp_path):
 
 
 def test_prefix_generation_is_batch_invariant(tmp_path):
-    from vlm_peft_bench.train.methods import PrefixModel, save_prefix
+    from vlm_peft_bench.adapters.prefix import PrefixModel, save_prefix
 
     torch.manual_seed(1)
     loaded = load_nanollava("nanollava-tiny")

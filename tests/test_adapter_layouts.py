@@ -16,8 +16,8 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from vlm_peft_bench.adapters.detect import AdapterError
-from vlm_peft_bench.adapters.loader import attach_adapter
 from vlm_peft_bench.generation import Generator
+from vlm_peft_bench.methods.attach import attach_adapter
 from vlm_peft_bench.nanollava.layouts import (
     LAYOUTS,
     ORIGINAL,
@@ -143,7 +143,7 @@ def test_peft_adapter_in_any_layout(tmp_path, native, kind, layout):
 @LAYOUT_PARAMS
 def test_pt_lora_in_any_layout(tmp_path, native, layout):
     """PT-PEFT: the prefix has no module names; the LoRA behind it is renamed."""
-    from vlm_peft_bench.train.methods import PrefixModel, save_prefix
+    from vlm_peft_bench.adapters.prefix import PrefixModel, save_prefix
 
     reference = tmp_path / "native"
     torch.manual_seed(1)
@@ -249,7 +249,7 @@ def test_mixed_layouts_are_refused():
 @LAYOUT_PARAMS
 def test_inspect_reads_the_layout_and_says_vlreft_loads_it(tmp_path, layout, native):
     """`inspect` runs the loader's own checks, renaming included: an adapter in any layout is reported as loadable."""
-    from vlm_peft_bench.adapters.inspect import inspect_adapter
+    from vlm_peft_bench.methods.inspect import inspect_adapter
 
     reference = saved_peft(lora_model(), tmp_path / "native")
     folder = relayout_peft(reference, tmp_path / "relayout", native, layout,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vlm_peft_bench.adapters.detect import AdapterError
-from vlm_peft_bench.adapters.loader import attach_adapter
+from vlm_peft_bench.methods.attach import attach_adapter
 from vlm_peft_bench.nanollava.loading import load_nanollava
 
 from .adapter_factory import lora_model, reft_interventions, save_reft

@@ -9,10 +9,10 @@ import sys
 import pytest
 import yaml
 
-from vlm_peft_bench.adapters.inspect import module_names, name_layout
-from vlm_peft_bench.adapters.recipes import load_recipe
 from vlm_peft_bench.cli import main
-from vlm_peft_bench.train.trainer import SAVED_FORMAT
+from vlm_peft_bench.methods.inspect import module_names, name_layout
+from vlm_peft_bench.methods.recipe import load_recipe
+from vlm_peft_bench.methods.table import method_table
 
 from .conftest import REPO
 
@@ -32,7 +32,7 @@ def inspect_json(capsys, *args):
 def test_zoo_adapter_matches_its_card(card_path, capsys):
     card = yaml.safe_load(card_path.read_text())
     report = inspect_json(capsys, str(REPO / card["weights"]), "--base", card["base"]["name"])
-    assert report["format"] == SAVED_FORMAT[card["method"]]
+    assert report["format"] == method_table()[card["method"]].format
     assert report["sha256"] == card["adapter_hash"]
     tiny, = [b for b in report["bases"] if b["base"] == card["base"]["name"]]
     assert tiny["loads"] and tiny["problem"] is None
@@ -44,16 +44,17 @@ def test_zoo_adapter_matches_its_card(card_path, capsys):
     recipe = load_recipe(card["recipe"])
     settings = report["settings"]
     if card["method"] == "reft":
-        assert settings["rank"] == [recipe["reft"]["rank"]] and settings["positions"] == recipe["reft"]["positions"]
+        reft = recipe.section("reft")
+        assert settings["rank"] == [reft.rank] and settings["positions"] == reft.positions
         assert settings["intervention_types"] == ["LoreftIntervention"] and settings["layers"] == [0, 1, 2, 3]
-    if card["method"] in ("lora", "pt-lora"):
+    if card["method"] in ("lora", "dora", "pt-lora"):
         lora = settings["lora"] if card["method"] == "pt-lora" else settings
-        assert lora["peft_type"] == "LORA" and lora["r"] == recipe["lora"]["r"]
-        assert lora["lora_alpha"] == recipe["lora"]["alpha"]
-        assert lora["target_modules"] == sorted(recipe["lora"]["target_modules"])
+        assert lora["peft_type"] == "LORA" and lora["r"] == recipe.section("lora").r
+        assert lora["lora_alpha"] == recipe.section("lora").alpha
+        assert lora["target_modules"] == sorted(recipe.section("lora").target_modules)
     if card["method"] in ("prefix", "pt-lora"):
         prefix = settings["prefix"] if card["method"] == "pt-lora" else settings
-        assert prefix["num_virtual_tokens"] == recipe["prefix"]["num_virtual_tokens"]
+        assert prefix["num_virtual_tokens"] == recipe.section("prefix").num_virtual_tokens
 
 
 def test_human_report(capsys):

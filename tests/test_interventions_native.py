@@ -16,9 +16,9 @@ import torch
 
 from vlm_peft_bench.adapters import interventions as native
 from vlm_peft_bench.adapters.detect import AdapterError
-from vlm_peft_bench.adapters.loader import attach_adapter
 from vlm_peft_bench.adapters.reft import build_intervention, frozen, load_intervention_state, read_reft_config
 from vlm_peft_bench.adapters.reft_files import ReftEntry, layer_component, save_reft_folder
+from vlm_peft_bench.methods.attach import attach_adapter
 from vlm_peft_bench.nanollava.loading import load_nanollava
 from vlm_peft_bench.quiet import stdout_to_stderr
 
@@ -223,12 +223,12 @@ def test_prepare_reft_initialises_as_pyreft_did():
     """Training's starting point: for the same seed, the interventions prepare_reft builds are bit-identical to the
     ones pyreft's classes built (the zoo adapter was trained from those)."""
     pyreft = needs_pyreft()
-    from vlm_peft_bench.adapters.recipes import load_recipe
-    from vlm_peft_bench.train.methods import prepare_reft
+    from vlm_peft_bench.methods.recipe import load_recipe
+    from vlm_peft_bench.methods.registry import family
 
     model = load_nanollava("nanollava-tiny").model
     torch.manual_seed(0)
-    method = prepare_reft(load_recipe("reft-r4-all"), model, {})
+    [method] = family("reft").prepare(load_recipe("reft-r4-all"), model)
     after_ours = torch.rand(4)
     torch.manual_seed(0)
     theirs = [pyreft.LoreftIntervention(embed_dim=HIDDEN, low_rank_dimension=4, dtype=torch.float32, dropout=0.0,
@@ -286,13 +286,12 @@ def test_config_matches_the_zoo_reference(tmp_path):
 
 
 def test_unknown_intervention_type_in_a_recipe():
-    from vlm_peft_bench.adapters.recipes import load_recipe
-    from vlm_peft_bench.train.methods import prepare_reft
+    from vlm_peft_bench.methods.recipe import load_recipe
+    from vlm_peft_bench.methods.registry import family
 
-    recipe = load_recipe("reft-r4-all")
-    recipe["reft"]["intervention"] = "Backdoor"
+    recipe = load_recipe("reft-r4-all").replace_section("reft", intervention="Backdoor")
     with pytest.raises(AdapterError, match="unknown pyreft intervention type 'Backdoor'"):
-        prepare_reft(recipe, load_nanollava("nanollava-tiny").model, {})
+        family("reft").prepare(recipe, load_nanollava("nanollava-tiny").model)
 
 
 BLOCKER = """
@@ -319,7 +318,7 @@ def test_evaluation_and_training_never_import_pyreft_or_pyvene(tmp_path):
         else:
             raise SystemExit("the blocker does not work")
         import vlm_peft_bench.cli, vlm_peft_bench.lmms.vlreft, vlm_peft_bench.adapters.accounting
-        from vlm_peft_bench.adapters.loader import attach_adapter
+        from vlm_peft_bench.methods.attach import attach_adapter
         from vlm_peft_bench.nanollava.loading import load_nanollava
         from vlm_peft_bench.train.trainer import train
 

@@ -39,7 +39,7 @@ def test_features_do_not_depend_on_batching_or_padding(tiny, examples):
 
 
 def test_reft_adapter_changes_the_features(tiny, examples, tmp_path):
-    from vlm_peft_bench.adapters.loader import attach_adapter
+    from vlm_peft_bench.methods.attach import attach_adapter
     from vlm_peft_bench.nanollava.loading import load_nanollava
 
     folder = save_reft(reft_interventions(), tmp_path / "reft", positions="l3")

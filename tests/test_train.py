@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vlm_peft_bench.adapters.loader import attach_adapter
+from vlm_peft_bench.methods.attach import attach_adapter
 from vlm_peft_bench.nanollava.loading import load_nanollava
 from vlm_peft_bench.train.data import split_train_validation
 from vlm_peft_bench.train.trainer import train
@@ -58,11 +58,11 @@ def test_split_is_80_20_and_seeded():
 def test_pt_lora_trains_prefix_then_lora_and_saves_both(tmp_path):
     from safetensors.torch import load_file
 
-    from vlm_peft_bench.adapters.detect import detect_adapter_type
+    from vlm_peft_bench.methods.table import recognise
 
     card = train("pt-lora", "cvbench_mini", tmp_path / "pt", limit=8, evaluate_test=False, card_dir=None)
     assert card["training"]["steps"] == 16  # 8 prefix steps, then 8 LoRA steps
-    assert detect_adapter_type(tmp_path / "pt") == "pt-lora"
+    assert recognise(tmp_path / "pt").name == "pt-lora"
     prefix = load_file(str(tmp_path / "pt" / "prefix" / "adapter_model.safetensors"))["prompt_embeddings"]
     assert prefix.shape == (16, 4 * 2 * 128)
 

@@ -19,7 +19,7 @@ import pytest
 import transformers
 import yaml
 
-from vlm_peft_bench.adapters.accounting import account
+from vlm_peft_bench.methods.params import account
 from vlm_peft_bench.provenance import file_sha256
 
 from .conftest import REPO

@@ -25,8 +25,8 @@ def _emit(args: argparse.Namespace, json_text: str, text: str) -> None:
 
 
 def _params(args: argparse.Namespace) -> int:
-    from vlm_peft_bench.adapters.accounting import account, dumps, format_report
-    from vlm_peft_bench.adapters.recipes import load_recipe
+    from vlm_peft_bench.methods.params import account, dumps, format_report
+    from vlm_peft_bench.methods.recipe import load_recipe
 
     recipe = load_recipe(args.recipe) if args.recipe else None
     report = account(args.base, recipe=recipe, adapter=args.adapter)
@@ -35,7 +35,7 @@ def _params(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from vlm_peft_bench.adapters.inspect import format_inspection, inspect_adapter
+    from vlm_peft_bench.methods.inspect import format_inspection, inspect_adapter
 
     report = inspect_adapter(args.adapter, base=args.base)
     _emit(args, json.dumps(report, indent=2), format_inspection(report))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 from transformers import DynamicCache
 
 from vlm_peft_bench.adapters.detect import AdapterError
@@ -121,3 +122,45 @@ def check_prefix(model: torch.nn.Module, folder: Path) -> torch.Tensor:
                            f"[virtual tokens, {expected}] ({text.num_hidden_layers} layers x 2 x {text.hidden_size}): "
                            "another base model?")
     return embeddings
+
+
+class PrefixModel(torch.nn.Module):
+    """A trainable prefix in front of a (frozen or LoRA-carrying) model, applied exactly as evaluation does."""
+
+    def __init__(self, model: torch.nn.Module, num_virtual_tokens: int, init: torch.Tensor | None = None):
+        super().__init__()
+        text = _config(model).text_config
+        width = text.num_hidden_layers * 2 * text.hidden_size
+        param = next(model.parameters())
+        start = init if init is not None else torch.randn(num_virtual_tokens, width)  # peft: nn.Embedding's N(0, 1)
+        self.model = model
+        self.embeddings = torch.nn.Parameter(start.to(param.device, param.dtype).clone())
+        self.adapter = PrefixAdapter(model, self.embeddings, text.num_hidden_layers, text.num_attention_heads)
+
+    @property
+    def config(self):
+        return _config(self.model)
+
+    def forward(self, **inputs):
+        return self.adapter.forward(**inputs)
+
+    def generate(self, **kwargs):
+        return self.adapter.generate(**kwargs)
+
+
+def _config(model: torch.nn.Module):
+    return model.get_base_model().config if hasattr(model, "get_base_model") else model.config
+
+
+def save_prefix(folder: Path, prefix: PrefixModel) -> None:
+    """peft's own prefix-tuning format: adapter_config.json + `prompt_embeddings` in safetensors."""
+    from peft import PrefixTuningConfig, TaskType
+
+    text = prefix.config.text_config
+    folder.mkdir(parents=True, exist_ok=True)
+    PrefixTuningConfig(num_virtual_tokens=prefix.embeddings.shape[0], task_type=TaskType.CAUSAL_LM,
+                       num_layers=text.num_hidden_layers, token_dim=text.hidden_size,
+                       num_attention_heads=text.num_attention_heads, num_transformer_submodules=1,
+                       ).save_pretrained(str(folder))
+    save_file({"prompt_embeddings": prefix.embeddings.detach().float().cpu().contiguous()},
+              str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})

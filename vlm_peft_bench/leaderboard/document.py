@@ -16,9 +16,10 @@ from vlm_peft_bench.leaderboard.identify import identify
 from vlm_peft_bench.leaderboard.pareto import pareto_front
 from vlm_peft_bench.leaderboard.results import TaskResult
 from vlm_peft_bench.leaderboard.tasks import metrics_of, spec_for
+from vlm_peft_bench.methods.table import PARAMS_DEFINITION
 
 DEFINITIONS = {
-    "fraction": None,  # filled from vlm_peft_bench.adapters.accounting.DEFINITION
+    "fraction": None,  # filled from vlm_peft_bench.methods.table.PARAMS_DEFINITION
     "ci95": (f"percentile bootstrap over items ({ci.DRAWS} draws, seed {ci.SEED}) of the task's own aggregation, "
              "from the run's sample log; null where the log is absent or the metric is a corpus metric"),
     "pareto": ("within a group, a row is on the frontier when no other row has a lower-or-equal trainable "
@@ -168,8 +169,6 @@ def mark_pareto(group: dict, rows: list[dict]) -> None:
 
 def build_document(boards: list[Board], cards: dict, sources: list[dict], repr_docs: list[dict],
                    notes: list[str], inputs: dict, command: str) -> dict:
-    from vlm_peft_bench.adapters.accounting import DEFINITION
-
     doc_boards, doc_groups, doc_rows = [], [], []
     for board in boards:
         rows = measured_rows(board, cards, repr_docs)
@@ -197,7 +196,7 @@ def build_document(boards: list[Board], cards: dict, sources: list[dict], repr_d
         doc_rows += rows
     return {
         "schema": SCHEMA_ID, "schema_version": SCHEMA_VERSION, "command": command, "inputs": inputs,
-        "definitions": {**DEFINITIONS, "fraction": DEFINITION}, "notes": notes,
+        "definitions": {**DEFINITIONS, "fraction": PARAMS_DEFINITION}, "notes": notes,
         "boards": doc_boards, "groups": doc_groups, "rows": doc_rows,
     }
 

@@ -3,20 +3,9 @@ else counted from the adapter's files (`vlm_peft_bench.adapters.accounting`)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from vlm_peft_bench.leaderboard.cards import base_totals
-
-_PEFT_METHODS = {"LORA": "lora", "PREFIX_TUNING": "prefix"}
-_FORMAT_METHODS = {"pyreft": "reft", "full": "full", "pt-lora": "pt-lora"}
-
-
-def _method_from_files(folder: Path, kind: str) -> str:
-    if kind != "peft":
-        return _FORMAT_METHODS.get(kind, kind)
-    peft_type = str(json.loads((folder / "adapter_config.json").read_text()).get("peft_type", "peft")).upper()
-    return _PEFT_METHODS.get(peft_type, peft_type.lower())
 
 
 def _total(base: dict, cards: dict) -> int | None:
@@ -24,7 +13,7 @@ def _total(base: dict, cards: dict) -> int | None:
     if base.get("hash") in totals:
         return totals[base["hash"]]
     try:
-        from vlm_peft_bench.adapters.accounting import account
+        from vlm_peft_bench.methods.params import account
 
         return int(account(base["name"])["total"])
     except Exception:  # an unreachable Hub id, a folder no longer there: the total stays unknown
@@ -58,8 +47,10 @@ def _from_files(base: dict, adapter: dict, cards: dict) -> dict:
     unknown = {"method": "unknown", "adapter_id": path.name or None, "adapter_hash": adapter.get("sha256"),
                "card": None, "training_seed": None,
                "params": {"trainable": None, "total": None, "fraction": None, "source": None}}
-    from vlm_peft_bench.adapters.detect import AdapterError, detect_adapter_type
-    from vlm_peft_bench.adapters.loader import adapter_hash
+    from vlm_peft_bench.adapters.detect import AdapterError
+    from vlm_peft_bench.methods.attach import adapter_hash
+    from vlm_peft_bench.methods.params import account
+    from vlm_peft_bench.methods.table import method_name
 
     if not path.is_dir():
         return {**unknown, "note": f"no card matches the adapter's hash and its folder {path} is not here: "
@@ -68,11 +59,8 @@ def _from_files(base: dict, adapter: dict, cards: dict) -> dict:
         return {**unknown, "note": f"no card matches the adapter's hash, and the files in {path} changed since "
                                    "the run: parameters unknown (re-run the evaluation)"}
     try:
-        kind = detect_adapter_type(path)
-        from vlm_peft_bench.adapters.accounting import account
-
         report = account(base["name"], adapter=str(path))
-        method = _method_from_files(path, kind)
+        method = method_name(path)
     except (AdapterError, OSError, ValueError) as err:
         return {**unknown, "note": f"cannot count the adapter's parameters: {err}"}
     return {"method": method, "adapter_id": path.name,

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vlm_peft_bench.methods.table import OTHER_COLOUR, colours
+
 ASSETS = Path(__file__).resolve().parent / "web"  # page.html, page.css, page.js
 
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:; "
@@ -22,6 +24,8 @@ def _embed(doc: dict) -> str:
 def render(doc: dict) -> str:
     """The page: the HTML skeleton with its stylesheet, script and the document inlined."""
     html, css, js = (read_text(name) for name in ("page.html", "page.css", "page.js"))
+    js = js.replace("__COLOURS__", json.dumps(colours(), separators=(",", ":"))).replace(
+        "__OTHER_COLOUR__", json.dumps(OTHER_COLOUR))
     return (html.replace("__CSP__", CSP).replace("__CSS__", css.rstrip("\n"))
             .replace("__JS__", js.rstrip("\n")).replace("__DATA__", _embed(doc)))
 

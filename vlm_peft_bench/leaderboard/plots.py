@@ -12,9 +12,8 @@ import matplotlib
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-METHOD_COLOURS = {"base": "#555555", "reft": "#d62728", "lora": "#1f77b4", "prefix": "#ff7f0e",
-                  "pt-lora": "#9467bd", "full": "#2ca02c"}
-OTHER_COLOUR = "#8c564b"
+from vlm_peft_bench.methods.table import colour
+
 STYLE = {"svg.hashsalt": "vlm-peft-bench", "svg.fonttype": "path", "font.family": "DejaVu Sans", "font.size": 9,
          "axes.titlesize": 9}
 # The plots' bytes depend on matplotlib's version (its renderer changes between releases), so it is written into them:
@@ -23,10 +22,6 @@ RENDERER = f"vlm-peft-bench leaderboard (matplotlib {matplotlib.__version__})"
 SVG_META = {"Date": None, "Creator": RENDERER}
 PNG_META = {"Software": RENDERER}
 DPI = 110
-
-
-def colour(method: str) -> str:
-    return METHOD_COLOURS.get(method, OTHER_COLOUR)
 
 
 def floor_of(fractions: list[float]) -> float:

@@ -58,7 +58,7 @@ def final_layer_features(model, processor, adapter, examples, device, positions:
 def repr_rank(base: str, task: str, adapter: str | None = None, limit: int | None = None, positions: str = "last",
               device: str | None = None, batch_size: int = 16) -> dict:
     """Run the model over the task's test items and return the repr-rank document (JSON-ready)."""
-    from vlm_peft_bench.adapters.loader import attach_adapter
+    from vlm_peft_bench.methods.attach import attach_adapter
     from vlm_peft_bench.nanollava.loading import load_nanollava
     from vlm_peft_bench.provenance import model_provenance, package_versions
     from vlm_peft_bench.train.data import load_task, task_examples

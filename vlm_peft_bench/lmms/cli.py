@@ -106,7 +106,7 @@ def add_provenance(output_path: Path, model_args: str, since: float) -> None:
     parsed = simple_parse_args_string(model_args) if model_args else {}
     block = model_provenance(str(parsed.get("pretrained", "nanollava-tiny")), parsed.get("system_prompt"))
     if parsed.get("adapter"):
-        from vlm_peft_bench.adapters.loader import adapter_hash, resolve_adapter
+        from vlm_peft_bench.methods.attach import adapter_hash, resolve_adapter
 
         folder = resolve_adapter(str(parsed["adapter"]))
         block["adapter"] = {"path": str(parsed["adapter"]), "sha256": adapter_hash(folder),

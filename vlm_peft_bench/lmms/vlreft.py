@@ -3,11 +3,12 @@
     lmms_eval --model vlreft --model_args pretrained=nanollava-tiny --tasks cvbench_mini --batch_size 8
 
 model_args: `pretrained` (default nanollava-tiny), `adapter` (a pyreft, peft or fully fine-tuned folder),
-`adapter_type` (overrides detection), `merge_lora` (merge LoRA-style weights before evaluating),
-`positions` (ReFT positions, for pyreft folders that do not record them), `device` (default cuda when
-available, else cpu), `dtype` (auto | float32 | bfloat16 | float16), `batch_size`, `system_prompt` (default
-none), `attn_implementation` (eager | sdpa), `answer_log` (a folder for the per-sample answer log that lets a
-killed run resume; our `lmms_eval` sets `<output_path>/vlreft_answers` unless given `--no_resume`).
+`adapter_type` (the saved format expected: pyreft, peft, pt-lora or full; checked against the files),
+`merge_lora` (merge LoRA-style weights before evaluating), `positions` (ReFT positions, for pyreft folders that
+do not record them), `device` (default cuda when available, else cpu), `dtype` (auto | float32 | bfloat16 |
+float16), `batch_size`, `system_prompt` (default none), `attn_implementation` (eager | sdpa), `answer_log` (a
+folder for the per-sample answer log that lets a killed run resume; our `lmms_eval` sets
+`<output_path>/vlreft_answers` unless given `--no_resume`).
 
 Generation is batched with left padding; requests are sorted by length so that batches pad little, and
 results come back in the original order. Several processes (`accelerate launch`, `torchrun`) split the requests, as
@@ -34,10 +35,10 @@ from loguru import logger
 from PIL import Image
 from tqdm import tqdm
 
-from vlm_peft_bench.adapters.detect import validate_adapter_arg
-from vlm_peft_bench.adapters.loader import attach_adapter, resolve_adapter
 from vlm_peft_bench.generation import Generator, as_bool
 from vlm_peft_bench.lmms.answer_log import Answer, AnswerLog, answer_log_folder, answer_log_salt, request_key
+from vlm_peft_bench.methods.attach import attach_adapter, resolve_adapter
+from vlm_peft_bench.methods.registry import family_for_folder
 from vlm_peft_bench.nanollava.loading import TINY_NAME, load_nanollava
 from vlm_peft_bench.provenance import combined_hash, folder_hashes
 
@@ -94,14 +95,15 @@ class VLReft(lmms):
             self._device = torch.device(device or "cpu")
         if adapter:  # checked (and fetched, for a Hub id) before the possibly large base model loads
             adapter = str(resolve_adapter(adapter))
-            validate_adapter_arg(adapter, adapter_type)
+            family_for_folder(adapter, adapter_type)
         loaded = load_nanollava(pretrained, self._device, dtype, system_prompt, attn_implementation)
         self._model = loaded.model
         self.adapter = None
         if adapter:
             self.adapter = attach_adapter(loaded.model, adapter, adapter_type, as_bool(merge_lora), positions)
             self._model = self.adapter.model
-            logger.info(f"vlreft: {self.adapter.kind} adapter {adapter} (sha256 {self.adapter.sha256[:12]})")
+            logger.info(f"vlreft: {self.adapter.method} adapter ({self.adapter.kind} format) {adapter} "
+                        f"(sha256 {self.adapter.sha256[:12]})")
         self.processor = loaded.processor
         self.generator = Generator(self._model, self.processor, self._device, self.adapter)
         self.pretrained = pretrained

@@ -7,6 +7,7 @@ saved in its library's own format, scored on the task's test split by lmms-eval 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -17,21 +18,19 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from vlm_peft_bench.adapters.accounting import account
-from vlm_peft_bench.adapters.detect import AdapterError, detect_adapter_type
-from vlm_peft_bench.adapters.loader import adapter_file_hashes
-from vlm_peft_bench.adapters.recipes import load_recipe
+from vlm_peft_bench.adapters.detect import AdapterError
 from vlm_peft_bench.atomic import write_files
+from vlm_peft_bench.methods.attach import adapter_file_hashes
+from vlm_peft_bench.methods.base import TrainingStage
+from vlm_peft_bench.methods.params import account
+from vlm_peft_bench.methods.recipe import Recipe, load_recipe
+from vlm_peft_bench.methods.registry import family
+from vlm_peft_bench.methods.table import method_table, recognise
 from vlm_peft_bench.nanollava.loading import load_nanollava
 from vlm_peft_bench.provenance import combined_hash, model_provenance
 from vlm_peft_bench.train.data import load_task, split_train_validation, task_examples
-from vlm_peft_bench.train.methods import Method, prepare
 
 IGNORE = -100
-
-
-# The adapter format each method writes (what `detect_adapter_type` must find in the folder afterwards).
-SAVED_FORMAT = {"reft": "pyreft", "lora": "peft", "prefix": "peft", "full": "full", "pt-lora": "pt-lora"}
 
 
 def check_out_folder(out: Path, method: str) -> None:
@@ -40,12 +39,13 @@ def check_out_folder(out: Path, method: str) -> None:
     if not out.is_dir():
         return
     try:
-        found = detect_adapter_type(out)
+        found = recognise(out).format
     except AdapterError:
         return
-    if found != SAVED_FORMAT[method]:
+    writes = method_table()[method].format
+    if found != writes:
         raise FileExistsError(f"--out {out}: the folder already holds a {found} adapter, and a {method} recipe "
-                              f"writes a {SAVED_FORMAT[method]} one; choose another --out or delete the folder")
+                              f"writes a {writes} one; choose another --out or delete the folder")
 
 
 def seed_everything(seed: int) -> None:
@@ -104,7 +104,7 @@ def task_scores(task, examples, texts) -> dict[str, float]:
     return {m: float(aggregations[m](values)) for m, values in per_metric.items()}
 
 
-def _fit(method: Method, train_set, processor, settings: dict, accelerator, device: str, seed: int,
+def _fit(method: TrainingStage, train_set, processor, settings: dict, accelerator, device: str, seed: int,
          desc: str, checkpoints: Path | None = None) -> list[float]:
     """One training stage: AdamW with linear decay over the stage's steps, each process on its data shard.
 
@@ -162,10 +162,12 @@ def train(recipe_name: str, task_name: str, out: Path | str, base: str = "nanoll
     out, card_dir = Path(out), (Path(card_dir) if card_dir is not None else None)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     recipe = load_recipe(recipe_name)
+    method_family = family(recipe.method)
+    recipe = method_family.with_overrides(recipe, overrides)
     if name_out:
-        out = zoo_dir() / "weights" / f"{recipe['name']}{_suffix(overrides)}__{base}__{task_name}"
-    check_out_folder(out, recipe["method"])
-    settings = dict(recipe.get("train", {}), **{k: overrides[k] for k in ("lr", "epochs") if k in overrides})
+        out = zoo_dir() / "weights" / f"{recipe.name}{_suffix(overrides)}__{base}__{task_name}"
+    check_out_folder(out, recipe.method)
+    settings = _settings(recipe, overrides)
     seed_everything(seed)
     from accelerate import Accelerator
 
@@ -181,10 +183,11 @@ def train(recipe_name: str, task_name: str, out: Path | str, base: str = "nanoll
         train_set, val_set = train_set[:limit], val_set[: max(1, limit // 4)]
     losses, started = [], time.time()
     method = None
-    for number, stage in enumerate(prepare(recipe, loaded.model, overrides), 1):
-        method = stage if isinstance(stage, Method) else stage()  # later stages are built when they start
-        stage_note = f" (stage {number})" if recipe["method"] == "pt-lora" else ""
-        desc = f"train {recipe['name']} on {task_name}{stage_note}"
+    stages = method_family.prepare(recipe, loaded.model)
+    for number, stage in enumerate(stages, 1):
+        method = stage if isinstance(stage, TrainingStage) else stage()  # later stages are built when they start
+        stage_note = f" (stage {number})" if len(stages) > 1 else ""
+        desc = f"train {recipe.name} on {task_name}{stage_note}"
         checkpoints = out / "checkpoints" / (f"stage-{number}" if stage_note else "")
         losses += _fit(method, train_set, processor, settings, accelerator, device, seed, desc, checkpoints)
     train_seconds = time.time() - started
@@ -208,13 +211,13 @@ def train(recipe_name: str, task_name: str, out: Path | str, base: str = "nanoll
 
 def build_card(recipe, task_name, base, seed, overrides, settings, out, losses, seconds, validation, n_train,
                n_val, device) -> dict:
-    params = account(base, recipe=_effective_recipe(recipe, overrides))
+    params = account(base, recipe=recipe)
     base_info = model_provenance(base)
-    card_id = f"{recipe['name']}{_suffix(overrides)}__{base}__{task_name}"
+    card_id = f"{recipe.name}{_suffix(overrides)}__{base}__{task_name}"
     return {
         "id": card_id,
-        "recipe": recipe["name"],
-        "method": recipe["method"],
+        "recipe": recipe.name,
+        "method": recipe.method,
         "overrides": overrides or {},
         "base": {"name": base, "hash": base_info["model_hash"]},
         "task": {"name": task_name, "train": f"training split, seeded 80% ({n_train} items)",
@@ -237,13 +240,10 @@ def _suffix(overrides: dict) -> str:
     return "".join(f"-{k}{v}" for k, v in sorted(overrides.items()) if k in ("rank", "layers", "positions"))
 
 
-def _effective_recipe(recipe: dict, overrides: dict) -> dict:
-    recipe = {k: (dict(v) if isinstance(v, dict) else v) for k, v in recipe.items()}
-    if recipe["method"] == "reft":
-        recipe["reft"].update({k: overrides[k] for k in ("rank", "layers", "positions") if k in overrides})
-    if recipe["method"] == "lora" and "rank" in overrides:
-        recipe["lora"]["r"] = overrides["rank"]
-    return recipe
+def _settings(recipe: Recipe, overrides: dict) -> dict:
+    """The training settings the recipe file gives (and only those: the card records them), with --lr / --epochs."""
+    settings = {k: v for k, v in dataclasses.asdict(recipe.train).items() if k in recipe.train_keys}
+    return dict(settings, **{k: overrides[k] for k in ("lr", "epochs") if k in overrides})
 
 
 def evaluate_with_lmms(task_name: str, base: str, adapter: Path | None, seed: int, bootstrap: int = 1000) -> dict:

@@ -1,12 +1,12 @@
 "use strict";
 const DATA = JSON.parse(document.getElementById("lb-data").textContent);
 const BOARDS = Object.fromEntries(DATA.boards.map(b => [b.id, b]));
-const COLOURS = {base: "#555555", reft: "#d62728", lora: "#1f77b4", prefix: "#ff7f0e", "pt-lora": "#9467bd", full: "#2ca02c"};
+const COLOURS = __COLOURS__;  // from the method registry (vlm_peft_bench/methods/table.py)
 const NS = "http://www.w3.org/2000/svg";
 const state = {group: DATA.groups.length ? DATA.groups[0].id : null, methods: new Set(DATA.rows.map(r => r.method)),
                sortKey: null, sortDir: 1};
 
-function colour(m) { return COLOURS[m] || "#8c564b"; }
+function colour(m) { return COLOURS[m] || __OTHER_COLOUR__; }
 function pct(f) { return f === null || f === undefined ? "n/a" : (f === 0 ? "0" : (100 * f).toPrecision(4).replace(/\.?0+$/, "") + "%"); }
 function num(v) { return v === null || v === undefined ? "n/a" : v.toFixed(3); }
 function count(v) { return v === null || v === undefined ? "n/a" : v.toLocaleString("en-US"); }
