@@ -1,8 +1,7 @@
 """What the CPU suite (`benchmarks/run.py`) and the GPU benchmark (`benchmarks/gpu/`) share: the ratios and their
 targets, the processor files that let lmms-eval's `llava_hf` load a nanoLLaVA folder, quiet logging, versions.
 
-Stdlib only at import. Importing it sets the environment defaults both need before any library loads (offline Hub
-and datasets, no tokenizer threads, no tqdm bars: those of generate_until would swamp the tables).
+Stdlib only at import, and no side effects: each script calls `environment_defaults()` before any library loads.
 """
 
 from __future__ import annotations
@@ -13,11 +12,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("TQDM_DISABLE", "1")
 
 # name: (numerator config, denominator config, what, target, direction) on samples/s; the ratio is num/den, i.e.
 # time den / time num over the same items.
@@ -33,6 +27,15 @@ CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+
+
+def environment_defaults() -> None:
+    """Offline Hub and datasets, no tokenizer threads, no tqdm bars (those of generate_until would swamp the tables);
+    variables already set are kept."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 def target_text(key: str) -> str | None:

@@ -39,11 +39,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script (`python benchmarks/run.py`) as well as with -m
     sys.path.insert(0, str(REPO))
 
-# Importing common also sets the environment defaults (offline Hub and datasets, no tokenizer threads or tqdm).
 from benchmarks.common import (  # noqa: E402
     RATIOS,
     cpu_count,
     distribution_versions,
+    environment_defaults,
     quiet,
     rotated,
     silent_tqdm,
@@ -52,6 +52,8 @@ from benchmarks.common import (  # noqa: E402
     text_mismatches,
     write_llava_hf_files,
 )
+
+environment_defaults()  # before lmms-eval, transformers or datasets load (the memory workers import this file too)
 
 TASK = "cvbench_mini"
 ZOO = REPO / "adapters_zoo" / "weights"

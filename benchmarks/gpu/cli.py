@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from benchmarks import gpu
-from benchmarks.common import REPO, cpu_count, distribution_versions, quiet
+from benchmarks.common import REPO, cpu_count, distribution_versions, environment_defaults, quiet
 from benchmarks.gpu.adapters import load_recipes, recipe_settings
 from benchmarks.gpu.flops import flop_model, roofline
 from benchmarks.gpu.measure import agreement, config_entry, evaluate_ratios, library_status, run_all
@@ -81,6 +81,7 @@ def chosen_configs(spec: str | None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
+    environment_defaults()
     args = parse_args(argv)
     import torch
 
