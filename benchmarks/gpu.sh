@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU benchmark of vlreft at nanoLLaVA's full size (random bf16 weights): see benchmarks/gpu.py for what it measures.
+# GPU benchmark of vlreft at nanoLLaVA's full size (random bf16 weights): see benchmarks/gpu/__init__.py for what it measures.
 #
 #   bash benchmarks/gpu.sh [--quick] [--items 16] [--repeats 5] [--new-tokens 32] [--peak-tflops T] [--out PATH]
 #   bash benchmarks/gpu.sh --device cpu --size toy --quick      # CPU smoke path (what the tests run)

@@ -17,7 +17,7 @@ targets; absolute times are recorded for context. Peak memory: each configuratio
 own subprocess, which reports its peak RSS (ru_maxrss); `imports_only` is that of a subprocess that only imports.
 Caption scoring (5,000 captions x 5 references) runs `benchmarks/caption_scoring.py` in a subprocess.
 
-    .venv/bin/python -m benchmarks.run [--items 48] [--repeats 5] [--captions 5000] [--quick] [--out PATH]
+    .venv/bin/python -m benchmarks.run [--items 16] [--repeats 7] [--captions 5000] [--quick] [--out PATH]
 """
 
 from __future__ import annotations
@@ -36,13 +36,24 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
+if str(REPO) not in sys.path:  # run as a script (`python benchmarks/run.py`) as well as with -m
     sys.path.insert(0, str(REPO))
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars of generate_until would swamp the table
+from benchmarks.common import (  # noqa: E402
+    RATIOS,
+    cpu_count,
+    distribution_versions,
+    environment_defaults,
+    quiet,
+    rotated,
+    silent_tqdm,
+    target_met,
+    target_text,
+    text_mismatches,
+    write_llava_hf_files,
+)
+
+environment_defaults()  # before lmms-eval, transformers or datasets load (the memory workers import this file too)
 
 TASK = "cvbench_mini"
 ZOO = REPO / "adapters_zoo" / "weights"
@@ -56,19 +67,6 @@ CONFIGS = {
     "lora_merged_bs1": ("vlreft", {"batch_size": 1, "adapter": str(LORA), "merge_lora": True}),
     "vlreft_bs8": ("vlreft", {"batch_size": 8}),
 }
-# name: (numerator config, denominator config, what, target, direction) on samples/s; the ratio is num/den.
-RATIOS = {
-    "vlreft_vs_llava_hf": ("vlreft_bs1", "llava_hf_bs1", "throughput vlreft / llava_hf", 1.0, ">="),
-    "reft_overhead": ("vlreft_bs1", "reft_bs1", "time ReFT / bare (1 + overhead)", 1.05, "<="),
-    "lora_merged_vs_bare": ("vlreft_bs1", "lora_merged_bs1", "time merged LoRA / bare", 1.03, "<="),
-    "lora_unmerged_vs_bare": ("vlreft_bs1", "lora_unmerged_bs1", "time unmerged LoRA / bare", None, None),
-    "lora_merged_vs_unmerged": ("lora_unmerged_bs1", "lora_merged_bs1", "time merged / unmerged LoRA", None, None),
-    "batch8_vs_batch1": ("vlreft_bs8", "vlreft_bs1", "throughput batch 8 / batch 1", 3.0, ">="),
-}
-CHATML_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 
 
 def llava_hf_folder(dest: Path) -> Path:
@@ -90,51 +88,12 @@ def llava_hf_folder(dest: Path) -> Path:
     return dest
 
 
-def write_llava_hf_files(dest: Path, size: int, patch: int) -> None:
-    """The processor files transformers' AutoProcessor needs to load `dest` as a LlavaProcessor for nanoLLaVA
-    (the tokenizer files must be there already): ChatML chat template, SigLIP's image processor at `size`,
-    `<image>` expanded to one token per `patch`-pixel patch."""
-    tok = json.loads((dest / "tokenizer_config.json").read_text())
-    tok["chat_template"] = CHATML_TEMPLATE
-    tok["model_input_names"] = ["input_ids", "attention_mask"]  # no token_type_ids: Llava's generate refuses them
-    (dest / "tokenizer_config.json").write_text(json.dumps(tok, indent=2))
-    (dest / "preprocessor_config.json").write_text(json.dumps({
-        "image_processor_type": "SiglipImageProcessor", "processor_class": "LlavaProcessor",
-        "do_resize": True, "size": {"height": size, "width": size}, "resample": 3, "do_rescale": True,
-        "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5] * 3, "image_std": [0.5] * 3,
-    }, indent=2))
-    (dest / "processor_config.json").write_text(json.dumps({
-        "processor_class": "LlavaProcessor", "patch_size": patch, "image_token": "<image>", **one_token_per_patch(),
-    }, indent=2))
-
-
-def one_token_per_patch() -> dict:
-    """LlavaProcessor settings under which `<image>` becomes exactly one token per patch, as nanoLLaVA's features
-    are. transformers 4.45's processor always counts one extra (CLS) token, which the "default" strategy removes;
-    later ones count `num_additional_image_tokens` extra tokens instead, and with 0 nanoLLaVA's own "full" strategy
-    is exact. Read from the installed processor's arguments, not from a version number."""
-    import inspect
-
-    from transformers import LlavaProcessor
-
-    if "num_additional_image_tokens" in inspect.signature(LlavaProcessor.__init__).parameters:
-        return {"vision_feature_select_strategy": "full", "num_additional_image_tokens": 0}
-    return {"vision_feature_select_strategy": "default"}
-
-
-def _silent_tqdm(*args, **kwargs):
-    from tqdm import tqdm
-
-    kwargs["disable"] = True
-    return tqdm(*args, **kwargs)
-
-
 def build_model(name: str, hf_dir: Path | None):
     import lmms_eval.models.simple.llava_hf as llava_hf_module
 
     import vlm_peft_bench.lmms.vlreft as vlreft_module
 
-    vlreft_module.tqdm = llava_hf_module.tqdm = _silent_tqdm  # progress bars would swamp the table
+    vlreft_module.tqdm = llava_hf_module.tqdm = silent_tqdm  # progress bars would swamp the table
     kind, args = CONFIGS[name]
     if kind == "llava_hf":
         from lmms_eval.models.simple.llava_hf import LlavaHf
@@ -179,19 +138,6 @@ def timed_pass(lm, requests) -> tuple[float, float, list[str]]:
     cpu, start = time.process_time(), time.perf_counter()
     texts = lm.generate_until(reqs)
     return time.perf_counter() - start, time.process_time() - cpu, texts
-
-
-def quiet():
-    import logging
-
-    from loguru import logger
-
-    logger.remove()
-    logger.add(sys.stderr, level="WARNING")
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-    import transformers
-
-    transformers.logging.set_verbosity_error()
 
 
 def peak_rss_mib() -> float:
@@ -261,15 +207,8 @@ def caption_scoring(n: int, out: Path) -> dict:
 
 
 def versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("torch", "transformers", "lmms_eval", "peft", "pyreft", "vlm-peft-bench"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
+    return {"python": platform.python_version(),
+            **distribution_versions(("torch", "transformers", "lmms_eval", "peft", "pyreft", "vlm-peft-bench"))}
 
 
 def machine() -> dict:
@@ -283,27 +222,22 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = cpu_count()
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {"platform": platform.platform(), "cpu": cpu, "cpus": cpus, "torch_threads": torch.get_num_threads(),
             "load_average_at_start": load}
 
 
-def mismatches(a: list[str], b: list[str]) -> list[int]:
-    return [i for i, (x, y) in enumerate(zip(a, b)) if x.strip() != y.strip()]
-
-
 def evaluate_ratios(medians: dict) -> dict:
     out = {}
-    for key, (num, den, what, target, direction) in RATIOS.items():
+    for key, (num, den, what, _, _) in RATIOS.items():
         # throughput num / den == time den / time num (the same items): one formula for both readings
         ratio = medians[den]["seconds"] / medians[num]["seconds"]
         fastest = min(medians[den]["runs_s"]) / min(medians[num]["runs_s"])  # best passes: noise only adds time
         # the same ratio on CPU seconds (less sensitive to other processes' load; includes torch's spinning threads)
         cpu = medians[den]["cpu_seconds"] / medians[num]["cpu_seconds"]
-        ok = None if target is None else (ratio >= target if direction == ">=" else ratio <= target)
         out[key] = {"what": what, "ratio": ratio, "ratio_cpu_time": cpu, "ratio_best_pass": fastest,
-                    "target": None if target is None else f"{direction} {target}", "met": ok}
+                    "target": target_text(key), "met": target_met(key, ratio)}
     return out
 
 
@@ -346,8 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
         cpu_seconds: dict[str, list[float]] = {name: [] for name in names}
         texts: dict[str, list[str]] = {}
         for rep in range(args.repeats):
-            order = names[rep % len(names):] + names[: rep % len(names)]  # rotate who goes first
-            for name in order:
+            for name in rotated(names, rep):  # rotate who goes first
                 s, c, t = timed_pass(models[name], requests)
                 seconds[name].append(s)
                 cpu_seconds[name].append(c)
@@ -368,9 +301,9 @@ def main(argv: list[str] | None = None) -> dict:
                          "peak_over_imports_mib": memory.get(name, {}).get("peak_over_imports_mib")}
     ratios = evaluate_ratios(medians)
     agree = {
-        "vlreft_vs_llava_hf": mismatches(texts["vlreft_bs1"], texts["llava_hf_bs1"]),
-        "vlreft_bs8_vs_bs1": mismatches(texts["vlreft_bs8"], texts["vlreft_bs1"]),
-        "lora_merged_vs_unmerged": mismatches(texts["lora_merged_bs1"], texts["lora_unmerged_bs1"]),
+        "vlreft_vs_llava_hf": text_mismatches(texts["vlreft_bs1"], texts["llava_hf_bs1"]),
+        "vlreft_bs8_vs_bs1": text_mismatches(texts["vlreft_bs8"], texts["vlreft_bs1"]),
+        "lora_merged_vs_unmerged": text_mismatches(texts["lora_merged_bs1"], texts["lora_unmerged_bs1"]),
     }
     captions_json = args.out.parent / "caption_scoring_from_run.json"
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Smoke tests of `benchmarks/gpu.sh` on the CPU at toy size: the whole script path runs, its JSON carries every
 measurement, and a machine without lmms-eval, pyreft or peft (the bare GPU image) skips the configurations needing
-them (ReFT needs neither pyreft nor pyvene) with the reason instead of failing. Plus the FLOP counts and the peak
-table, checked on their own.
+them (ReFT needs neither pyreft nor pyvene) with the reason instead of failing. Plus, on their own: the FLOP counts,
+the throughput-against-peak arithmetic on a worked example, and the peak table's lookups, units and fallbacks.
 
 No timing thresholds: timings belong in the benchmark's report, never in pass/fail tests.
 """
@@ -14,14 +14,12 @@ import sys
 
 import pytest
 
-from benchmarks.gpu import (
-    CONFIGS,
-    decode_flops,
-    flop_model,
-    lookup_peak,
-    prefill_flops,
-)
-from benchmarks.run import RATIOS
+from benchmarks.common import RATIOS
+from benchmarks.gpu.cli import chosen_configs
+from benchmarks.gpu.flops import decode_flops, flop_model, prefill_flops, roofline
+from benchmarks.gpu.measure import Measured
+from benchmarks.gpu.peaks import PEAKS, lookup_peak, peak_for
+from benchmarks.gpu.runners import CONFIGS, Config, PassResult
 
 from .conftest import REPO
 
@@ -147,17 +145,123 @@ def test_full_size_parameter_and_flop_counts():
     assert prefill_flops(fm, 801) - prefill_flops(fm, 800) == 2 * fm["params"]["lm_layers"] + 4 * layers * d * 801
 
 
-@pytest.mark.parametrize("name, tflops, gbps", [
-    ("NVIDIA H200", 989, 4800), ("NVIDIA H200 NVL", 835, 4800), ("NVIDIA H100 80GB HBM3", 989, 3350),
-    ("NVIDIA H100 PCIe", 756, 2000), ("NVIDIA GH200 480GB", 989, None), ("NVIDIA A100-SXM4-80GB", 312, 2039),
-    ("NVIDIA A100-PCIE-40GB", 312, 1555), ("NVIDIA A10", 125, 600), ("NVIDIA L4", 121, 300),
-    ("NVIDIA L40S", 362, 864),
+def measured(name: str, batch_size: int, prompts: list[int], generate_s: float) -> Measured:
+    m = Measured(Config(name, "vlreft", batch_size), generate_runs_s=[generate_s], runs_s=[generate_s])
+    m.first = PassResult(["x"] * len(prompts), None, generate_s, prompts)
+    return m
+
+
+# A model small enough to count by hand: 2 decoder layers of width 3 (kv width 1), a 1-layer vision tower of width 2
+# on 4 patches; parameters: vision 10, projector 2, decoder layers 100, lm_head 50.
+TINY_FM = {"params": {"vision": 10, "vision_position_table": 0, "projector": 2, "lm_embedding": 0, "lm_head": 50,
+                      "lm_layers": 100},
+           "n_patches": 4, "vision_layers": 1, "vision_hidden": 2, "text_layers": 2, "text_hidden": 3, "kv_dim": 1}
+
+
+def test_roofline_worked_example():
+    """Two prompts of 6 tokens, 3 new tokens each, 2-byte weights.
+
+    Prefill FLOPs of one prompt: vision 2*10*4 + 4*1*2*4*4 = 208, projector 2*2*4 = 16, decoder 2*100*6 + 4*2*3*6*7/2
+    = 1704, lm_head 2*50 = 100: 2028; both prompts 4056. Decode: 2 steps after the first token, at contexts 7 and 8;
+    one token costs 2*(100+50) + 4*2*3*context: 468 + 492 = 960 per prompt, 1920 in all. Bytes per step: the
+    weights (100+50)*2 = 300 once per batch, plus 2*2*1*context*2 = 8*context of KV cache per row: at batch 1,
+    (356 + 364) * 2 batches = 1440; at batch 8 (one batch of both rows), 412 + 428 = 840.
+    Batch 1 timings: prefill 2 s, full generation 5 s, so decode 3 s; batch 8: 1 s and 2.5 s, decode 1.5 s."""
+    runs = {"vlreft_bs1_prefill": measured("vlreft_bs1_prefill", 1, [6, 6], 2.0),
+            "vlreft_bs1": measured("vlreft_bs1", 1, [6, 6], 5.0),
+            "vlreft_bs8_prefill": measured("vlreft_bs8_prefill", 8, [6, 6], 1.0),
+            "vlreft_bs8": measured("vlreft_bs8", 8, [6, 6], 2.5)}
+    peak = {"tflops": 4.056e-9, "gbps": 1.2e-6}  # TFLOP/s and GB/s, as the table's
+    out = roofline(runs, TINY_FM, items=2, new_tokens=3, element=2, peak=peak)
+    bs1, bs8 = out["bs1"], out["bs8"]
+    assert prefill_flops(TINY_FM, 6) == 2028
+    assert bs1["prompt_tokens_mean"] == 6 and bs1["image_tokens_per_prompt"] == 4
+    assert bs1["prefill_tokens_per_s"] == pytest.approx(12 / 2)
+    assert bs1["prefill_gflop_per_prompt"] == pytest.approx(2028e-9)
+    assert bs1["prefill_tflops"] == pytest.approx(4056 / 2 / 1e12)
+    assert bs1["prefill_fraction_of_peak_tflops"] == pytest.approx(0.5)  # 2.028e-9 of 4.056e-9
+    assert bs1["generated_tokens_per_s"] == pytest.approx(2 * 3 / 5)
+    assert bs1["decode_s"] == pytest.approx(3.0) and bs1["decode_tokens_per_s"] == pytest.approx(4 / 3)
+    assert bs1["decode_gflop_per_token"] == pytest.approx(1920 / 4 / 1e9)
+    assert bs1["decode_tflops"] == pytest.approx(1920 / 3 / 1e12)
+    assert bs1["decode_fraction_of_peak_tflops"] == pytest.approx(1920 / 3 / 1e12 / 4.056e-9)
+    assert bs1["decode_gbps"] == pytest.approx(1440 / 3 / 1e9)
+    assert bs1["decode_fraction_of_peak_gbps"] == pytest.approx(0.4)  # 4.8e-7 of 1.2e-6
+    assert bs8["prefill_fraction_of_peak_tflops"] == pytest.approx(1.0)
+    assert bs8["decode_tflops"] == pytest.approx(1920 / 1.5 / 1e12)
+    assert bs8["decode_gbps"] == pytest.approx(840 / 1.5 / 1e9)  # weights read once for both rows
+
+
+def test_roofline_reasons_instead_of_numbers():
+    """Decode time not above prefill: no decode figures; a missing configuration or peak: reasons, no fractions."""
+    runs = {"vlreft_bs1_prefill": measured("vlreft_bs1_prefill", 1, [6, 6], 2.0),
+            "vlreft_bs1": measured("vlreft_bs1", 1, [6, 6], 1.9)}
+    out = roofline(runs, TINY_FM, items=2, new_tokens=3, element=2, peak={"tflops": None, "gbps": None})
+    assert "not measurable" in out["bs1"]["decode_reason"] and "decode_tflops" not in out["bs1"]
+    assert out["bs1"]["prefill_tflops"] > 0 and out["bs1"]["prefill_fraction_of_peak_tflops"] is None
+    assert out["bs1"]["decode_fraction_of_peak_gbps"] is None
+    assert out["bs8"] == {"batch_size": 8, "reason": "vlreft_bs8 or vlreft_bs8_prefill did not run"}
+
+
+def unescaped(pattern: str) -> str:
+    return pattern.replace(r"\b", "")
+
+
+def test_every_peak_row_is_reachable():
+    """First match wins: a card named as a row's pattern must get that row, not an earlier, more general one (an
+    "H100" row above "H100 PCIe" would give every PCIe card the SXM figures)."""
+    for row in PEAKS:
+        assert lookup_peak(f"NVIDIA {unescaped(row[0])}") is row, row[0]
+
+
+def test_peak_table_units():
+    """TFLOP/s and GB/s: a card's ridge point (FLOPs per byte read at which it turns compute-bound) lies between 50
+    and 1000 for every datacenter and workstation GPU; TB/s for GB/s, or GFLOP/s for TFLOP/s, would put it 1000x
+    off."""
+    for pattern, tflops, gbps in PEAKS:
+        assert tflops > 0, pattern
+        if gbps is not None:
+            assert 50 <= tflops * 1e12 / (gbps * 1e9) <= 1000, pattern
+
+
+@pytest.mark.parametrize("name, row", [
+    ("NVIDIA H200", "H200"), ("NVIDIA H200 NVL", "H200 NVL"), ("NVIDIA H100 80GB HBM3", "H100"),
+    ("NVIDIA H100 PCIe", "H100 PCIe"), ("NVIDIA GH200 480GB", "GH200"), ("NVIDIA A100-SXM4-80GB", "A100-SXM4-80GB"),
+    ("NVIDIA A100-PCIE-40GB", "A100"), ("NVIDIA A100 80GB PCIe", "A100 80GB PCIe"), ("NVIDIA A10", r"\bA10\b"),
+    ("NVIDIA L4", r"\bL4\b"), ("NVIDIA L40S", "L40S"),
 ])
-def test_peak_table_lookup(name, tflops, gbps):
-    _, found_tflops, found_gbps = lookup_peak(name)
-    assert (found_tflops, found_gbps) == (tflops, gbps)
+def test_device_names_find_their_row(name, row):
+    """Names as torch.cuda.get_device_name gives them select the right variant's row."""
+    assert lookup_peak(name)[0] == row
 
 
 def test_unknown_card_has_no_peak():
     assert lookup_peak("NVIDIA GeForce GTX 1080") is None
     assert lookup_peak("NVIDIA A10G") is None  # not the A10's datasheet: better no fraction than a wrong one
+
+
+def test_peak_sources():
+    """Overrides beat the table; the table fills what is left; an unknown card or a CPU gets None and the flag."""
+    row = lookup_peak("NVIDIA H200")
+    table = peak_for("NVIDIA H200", cuda=True)
+    assert (table["tflops"], table["gbps"]) == (row[1], row[2])
+    assert table["tflops_source"] == table["gbps_source"] == f"table ({row[0]})"
+    mixed = peak_for("NVIDIA H200", cuda=True, tflops=100.0)
+    assert (mixed["tflops"], mixed["tflops_source"]) == (100.0, "--peak-tflops") and mixed["gbps"] == row[2]
+    gh200 = peak_for("NVIDIA GH200 480GB", cuda=True)  # the row has no bandwidth: HBM3 or HBM3e
+    assert gh200["tflops"] == lookup_peak("NVIDIA GH200 480GB")[1] and gh200["gbps"] is None
+    assert "--peak-gbps" in gh200["gbps_source"]
+    unknown = peak_for("NVIDIA GeForce GTX 1080", cuda=True)
+    assert unknown["tflops"] is None and unknown["gbps"] is None
+    assert "'NVIDIA GeForce GTX 1080' not in the peak table" in unknown["tflops_source"]
+    assert unknown["tflops_source"].endswith("pass --peak-tflops")
+    assert unknown["gbps_source"].endswith("pass --peak-gbps")
+    cpu = peak_for("NVIDIA H200", cuda=False)  # a CPU is never looked up, whatever its name
+    assert cpu["tflops"] is None and "not a CUDA device" in cpu["tflops_source"]
+
+
+def test_unknown_configuration_is_refused():
+    assert chosen_configs(None) == [c.name for c in CONFIGS]
+    assert chosen_configs("vlreft_bs8, vlreft_bs1") == ["vlreft_bs1", "vlreft_bs8"]
+    with pytest.raises(SystemExit, match="nope"):
+        chosen_configs("vlreft_bs1,nope")

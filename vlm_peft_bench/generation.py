@@ -1,7 +1,7 @@
 """Batched generation and scoring with a nanoLLaVA-architecture model and its adapter, without lmms-eval.
 
 `vlreft` (the lmms-eval model) runs every request through this class, and so does the GPU benchmark
-(`benchmarks/gpu.py`), which must work where lmms-eval is not installed: what the benchmark times is the code
+(`benchmarks/gpu/`), which must work where lmms-eval is not installed: what the benchmark times is the code
 that evaluates.
 """
 

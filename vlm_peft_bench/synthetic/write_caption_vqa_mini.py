@@ -4,7 +4,7 @@
 
 writes tasks/coco_captions/mini/test.parquet (200 images, five references each) and tasks/vqa_v2/mini/test.parquet
 (300 questions on 100 images, ten human answers each). Deterministic: the same code writes the same items and
-pixels (see `caption_vqa_scenes`); `--tasks-dir` writes under another folder.
+pixels (see `caption_vqa_scenes`, `caption_references`, `vqa_answers`); `--tasks-dir` writes under another folder.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 from datasets import Dataset, Features, Image, List, Value
 
 from vlm_peft_bench.paths import project_root
-from vlm_peft_bench.synthetic.caption_vqa_scenes import generate_captions, generate_vqa
+from vlm_peft_bench.synthetic.caption_references import generate_captions
 from vlm_peft_bench.synthetic.cvbench_scenes import png_bytes
+from vlm_peft_bench.synthetic.vqa_answers import generate_vqa
 
 DEFAULT_TASKS = project_root() / "tasks"  # the checkout's (installed: ./tasks)
 
