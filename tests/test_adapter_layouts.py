@@ -16,7 +16,6 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from vlm_peft_bench.adapters.detect import AdapterError
-from vlm_peft_bench.generation import Generator
 from vlm_peft_bench.methods.attach import attach_adapter
 from vlm_peft_bench.nanollava.layouts import (
     LAYOUTS,
@@ -31,6 +30,7 @@ from vlm_peft_bench.nanollava.layouts import (
     to_native,
 )
 from vlm_peft_bench.nanollava.loading import load_nanollava
+from vlm_peft_bench.runner import Runner
 
 from .adapter_factory import lora_model
 
@@ -54,7 +54,7 @@ def logits_with(folder: Path | None) -> torch.Tensor:
     """Logits of a left-padded batch of two image prompts through vlreft's own path, with the adapter attached."""
     loaded = load_nanollava("nanollava-tiny", device="cpu", dtype="float32")
     attached = attach_adapter(loaded.model, str(folder)) if folder else None
-    generator = Generator(attached.model if attached else loaded.model, loaded.processor, torch.device("cpu"),
+    generator = Runner(attached.model if attached else loaded.model, loaded.processor, torch.device("cpu"),
                           attached)
     images = [Image.new("RGB", (64 + 9 * i, 64), (40 * i, 200, 90)) for i in range(len(PROMPTS))]
     inputs, lengths = generator.inputs(PROMPTS, images)

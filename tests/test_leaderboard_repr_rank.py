@@ -5,10 +5,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from vlm_peft_bench.cli import main
 from vlm_peft_bench.leaderboard.build import collect
 from vlm_peft_bench.leaderboard.repr_rank import final_layer_features
+from vlm_peft_bench.runner import Runner
 from vlm_peft_bench.train.data import Example
 
 from .adapter_factory import reft_interventions, save_reft
@@ -24,16 +26,19 @@ def examples(mini_test):
     return [Example(d, d["prompt"] + POST, d["answer"], d["image"].convert("RGB")) for d in docs]
 
 
+def bare_runner(tiny) -> Runner:
+    return Runner(tiny.model, tiny.processor, torch.device("cpu"))
+
+
 def test_features_do_not_depend_on_batching_or_padding(tiny, examples):
     lengths = {len(tiny.processor.encode([tiny.processor.prompt(e.text)])[0]) for e in examples}
     assert len(lengths) > 1  # the batch really is padded
-    batched = final_layer_features(tiny.model, tiny.processor, None, examples, "cpu", batch_size=3)
-    single = final_layer_features(tiny.model, tiny.processor, None, examples, "cpu", batch_size=1)
+    batched = final_layer_features(bare_runner(tiny), examples, batch_size=3)
+    single = final_layer_features(bare_runner(tiny), examples, batch_size=1)
     assert batched.shape == (6, 128)
     np.testing.assert_allclose(batched, single, atol=1e-4)
-    mean = final_layer_features(tiny.model, tiny.processor, None, examples, "cpu", positions="mean", batch_size=3)
-    mean_single = final_layer_features(tiny.model, tiny.processor, None, examples, "cpu", positions="mean",
-                                       batch_size=1)
+    mean = final_layer_features(bare_runner(tiny), examples, positions="mean", batch_size=3)
+    mean_single = final_layer_features(bare_runner(tiny), examples, positions="mean", batch_size=1)
     np.testing.assert_allclose(mean, mean_single, atol=1e-4)
     assert not np.allclose(mean, batched)
 
@@ -45,8 +50,9 @@ def test_reft_adapter_changes_the_features(tiny, examples, tmp_path):
     folder = save_reft(reft_interventions(), tmp_path / "reft", positions="l3")
     loaded = load_nanollava("nanollava-tiny", device="cpu", dtype="float32")
     attached = attach_adapter(loaded.model, str(folder))
-    with_reft = final_layer_features(attached.model, loaded.processor, attached, examples[:4], "cpu", batch_size=3)
-    bare = final_layer_features(tiny.model, tiny.processor, None, examples[:4], "cpu", batch_size=3)
+    runner = Runner(attached.model, loaded.processor, torch.device("cpu"), attached)
+    with_reft = final_layer_features(runner, examples[:4], batch_size=3)
+    bare = final_layer_features(bare_runner(tiny), examples[:4], batch_size=3)
     assert not np.allclose(with_reft, bare, atol=1e-3)
 
 

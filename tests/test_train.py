@@ -6,6 +6,7 @@ from PIL import Image
 
 from vlm_peft_bench.methods.attach import attach_adapter
 from vlm_peft_bench.nanollava.loading import load_nanollava
+from vlm_peft_bench.runner import Runner
 from vlm_peft_bench.train.data import split_train_validation
 from vlm_peft_bench.train.trainer import train
 
@@ -14,18 +15,12 @@ def logits(adapter=None):
     loaded = load_nanollava("nanollava-tiny")
     batch = loaded.processor(["How many cyan squares are in the image?"], [Image.new("RGB", (64, 64), "cyan")])
     attached = attach_adapter(loaded.model, str(adapter)) if adapter else None
-    model = attached.model if attached else loaded.model
-    lengths = [batch["input_ids"].shape[1]]
+    runner = Runner(attached.model if attached else loaded.model, loaded.processor, torch.device("cpu"), attached)
     with torch.no_grad():
-        if attached and attached.prefix:
-            return attached.prefix.forward(**batch).logits
-        if attached and attached.reft:
-            with attached.reft.intervene(batch["attention_mask"], lengths, False):
-                return model(**batch).logits
-        return model(**batch).logits
+        return runner.logits(batch, [batch["input_ids"].shape[1]])
 
 
-@pytest.mark.parametrize("recipe", ["reft-r4-all", "lora-r8", "full-ft", "prefix-16", "pt-lora"])
+@pytest.mark.parametrize("recipe", ["reft-r4-all", "lora-r8", "dora-r8", "full-ft", "prefix-16", "pt-lora"])
 def test_training_writes_a_working_adapter(tmp_path, recipe):
     card = train(recipe, "cvbench_mini", tmp_path / recipe, limit=12, evaluate_test=False, card_dir=None)
     stages = 2 if recipe == "pt-lora" else 1  # PT-PEFT trains the prefix, then LoRA
@@ -105,3 +100,32 @@ def test_two_processes_train_with_ddp_each_on_half_the_data(tmp_path):
     card = yaml.safe_load(card_file.read_text())
     assert card["training"]["steps"] == 6
     assert (logits(None) - logits(tmp_path / "lora")).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("recipe", ["reft-r4-all", "prefix-16", "pt-lora"])
+def test_validation_answers_are_what_evaluation_gives_for_the_saved_adapter(tmp_path, recipe):
+    """A card's validation scores come from the evaluation's runner: the answers `predict` gives for a training
+    stage equal those of the saved adapter loaded as `vlreft` loads it, with the task's generation settings."""
+    from vlm_peft_bench.methods.recipe import load_recipe
+    from vlm_peft_bench.methods.registry import family
+    from vlm_peft_bench.train.data import load_task, task_examples
+    from vlm_peft_bench.train.trainer import predict
+
+    task = load_task("cvbench_mini")
+    examples = task_examples(task)[:5]
+    loaded = load_nanollava("nanollava-tiny")
+    torch.manual_seed(0)
+    stages = family(load_recipe(recipe).method).prepare(load_recipe(recipe), loaded.model)
+    stage = stages[-1] if not callable(stages[-1]) else stages[-1]()
+    with torch.no_grad():  # move the trained values well off their start, as training would
+        for group in stage.param_groups:
+            for p in group["params"]:
+                p.add_(0.5 * torch.randn_like(p))
+    during_training = predict(stage, loaded.processor, task, examples, "cpu", batch_size=2)
+    stage.save(tmp_path / recipe)
+    fresh = load_nanollava("nanollava-tiny")
+    attached = attach_adapter(fresh.model, str(tmp_path / recipe))
+    runner = Runner(attached.model, fresh.processor, torch.device("cpu"), attached)
+    inputs, lengths = runner.inputs([e.text for e in examples], [e.image for e in examples])
+    evaluated = runner.generate(inputs, lengths, {"max_new_tokens": 16, "temperature": 0}, ["<|im_end|>"])
+    assert during_training == evaluated

@@ -5,8 +5,8 @@ import torch
 from lmms_eval.api.instance import Instance
 
 from vlm_peft_bench.adapters.detect import AdapterError
-from vlm_peft_bench.generation import truncate_at
 from vlm_peft_bench.lmms.vlreft import BadSampleError, VLReft
+from vlm_peft_bench.runner import truncate_at
 
 TASK = "cvbench_mini"
 GREEDY = {"until": ["<|im_end|>"], "max_new_tokens": 8, "temperature": 0, "do_sample": False, "num_beams": 1}

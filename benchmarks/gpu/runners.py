@@ -1,4 +1,4 @@
-"""The configurations and how each runs: our model path (`DirectRunner`, the `Generator` vlreft uses) bare or with
+"""The configurations and how each runs: our model path (`DirectRunner`, the `Runner` vlreft uses) bare or with
 an adapter, or lmms-eval's `llava_hf` (`LlavaHfRunner`) on the same weights."""
 
 from __future__ import annotations
@@ -67,13 +67,13 @@ class Setup:
 
 class DirectRunner:
     """vlreft's path without lmms-eval (which the GPU image may lack): requests sorted by prompt length (longest
-    first, the order lmms-eval's Collator gives vlreft), batched, then the `Generator` vlreft runs every batch
+    first, the order lmms-eval's Collator gives vlreft), batched, then the `Runner` vlreft runs every batch
     through (inputs, ReFT interventions on the prompt forward, `generate`), decode, original order back."""
 
     def __init__(self, model, processor, device, batch_size: int, new_tokens: int, adapter=None, sync=None):
-        from vlm_peft_bench.generation import Generator
+        from vlm_peft_bench.runner import Runner
 
-        self.generator = Generator(model, processor, device, adapter)
+        self.generator = Runner(model, processor, device, adapter)
         self.batch_size, self.new_tokens = batch_size, new_tokens
         self.sync = sync or (lambda: None)
 

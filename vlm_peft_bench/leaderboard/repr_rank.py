@@ -12,7 +12,6 @@ effective rank ratio are defined in `spectrum.py`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
@@ -28,25 +27,15 @@ POSITIONS = {"last": "last prompt token (the state that predicts the answer's fi
 
 
 @torch.inference_mode()
-def final_layer_features(model, processor, adapter, examples, device, positions: str = "last",
-                         batch_size: int = 16) -> np.ndarray:
-    """n x d matrix of final-layer representations, one row per example, in the examples' order."""
+def final_layer_features(runner, examples, positions: str = "last", batch_size: int = 16) -> np.ndarray:
+    """n x d matrix of final-layer representations, one row per example, in the examples' order (through `runner`,
+    the code that evaluates: ReFT interventions at their positions, a prefix in front)."""
     rows = []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start:start + batch_size]
-        prompts = [processor.prompt(e.text, e.image is not None) for e in chunk]
-        encoded = processor.encode(prompts)
-        inputs = processor.pad_left(encoded)
-        images = [e.image.convert("RGB") for e in chunk if e.image is not None]
-        if images:
-            inputs["pixel_values"] = processor.pixel_values(images).to(next(model.parameters()).dtype)
-        inputs = inputs.to(device)
-        hooks = contextlib.nullcontext()
-        if adapter is not None and adapter.reft is not None:
-            hooks = adapter.reft.intervene(inputs["attention_mask"], [len(ids) for ids in encoded], False)
-        forward = adapter.prefix.forward if adapter is not None and adapter.prefix is not None else model
-        with hooks:
-            hidden = forward(**inputs, output_hidden_states=True).hidden_states[-1].float()
+        images = [e.image.convert("RGB") if e.image is not None else None for e in chunk]
+        inputs, lengths = runner.inputs([e.text for e in chunk], images)
+        hidden = runner.forward(inputs, lengths, output_hidden_states=True).hidden_states[-1].float()
         if positions == "last":  # left padding: the last column is every row's last prompt token
             rows.append(hidden[:, -1, :])
         else:
@@ -61,6 +50,7 @@ def repr_rank(base: str, task: str, adapter: str | None = None, limit: int | Non
     from vlm_peft_bench.methods.attach import attach_adapter
     from vlm_peft_bench.nanollava.loading import load_nanollava
     from vlm_peft_bench.provenance import model_provenance, package_versions
+    from vlm_peft_bench.runner import Runner
     from vlm_peft_bench.train.data import load_task, task_examples
 
     if positions not in POSITIONS:
@@ -75,7 +65,8 @@ def repr_rank(base: str, task: str, adapter: str | None = None, limit: int | Non
     examples = task_examples(lmms_task, split)
     if limit:
         examples = examples[:limit]
-    features = final_layer_features(model, loaded.processor, attached, examples, device, positions, batch_size)
+    runner = Runner(model, loaded.processor, torch.device(device), attached)
+    features = final_layer_features(runner, examples, positions, batch_size)
     values = spectrum.singular_values(features)
     curve = spectrum.cumulative(values)
     k = spectrum.effective_rank(values)

@@ -35,12 +35,12 @@ from loguru import logger
 from PIL import Image
 from tqdm import tqdm
 
-from vlm_peft_bench.generation import Generator, as_bool
 from vlm_peft_bench.lmms.answer_log import Answer, AnswerLog, answer_log_folder, answer_log_salt, request_key
 from vlm_peft_bench.methods.attach import attach_adapter, resolve_adapter
 from vlm_peft_bench.methods.registry import family_for_folder
 from vlm_peft_bench.nanollava.loading import TINY_NAME, load_nanollava
 from vlm_peft_bench.provenance import combined_hash, folder_hashes
+from vlm_peft_bench.runner import Runner, as_bool
 
 RUN_FAILURES: list[Answer] = []  # this process's per-sample failures, for the results file (our `lmms_eval`)
 
@@ -105,7 +105,7 @@ class VLReft(lmms):
             logger.info(f"vlreft: {self.adapter.method} adapter ({self.adapter.kind} format) {adapter} "
                         f"(sha256 {self.adapter.sha256[:12]})")
         self.processor = loaded.processor
-        self.generator = Generator(self._model, self.processor, self._device, self.adapter)
+        self.generator = Runner(self._model, self.processor, self._device, self.adapter)
         self.pretrained = pretrained
         self.source = loaded.source
         self.accelerator = accelerator

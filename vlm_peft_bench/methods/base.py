@@ -42,13 +42,18 @@ def no_context(_mask: torch.Tensor, _lengths: list[int]) -> contextlib.AbstractC
 @dataclass
 class TrainingStage:
     """One stage of training: the model to call, AdamW's parameter groups, a context around each forward (ReFT's
-    positions) and how to save what it trained in the method's own format."""
+    positions), how to save what it trained in the method's own format, and what evaluation would run (`runs_as`,
+    default: the model with the stage's ReFT hooks), for validating through the same runner."""
 
     model: torch.nn.Module
     param_groups: list[dict]
     save: Callable[[Path], None]
     forward_context: Callable[[torch.Tensor, list[int]], contextlib.AbstractContextManager] = no_context
     reft: ReftAdapter | None = None
+    runs_as: Attached | None = None
+
+    def attached(self) -> Attached:
+        return self.runs_as or Attached(self.model, reft=self.reft)
 
 
 class MethodFamily:

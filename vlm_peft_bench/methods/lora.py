@@ -8,7 +8,7 @@ from transformers import LlavaConfig
 
 from vlm_peft_bench.adapters.accounting import skeleton
 from vlm_peft_bench.methods._peft import PeftFamily
-from vlm_peft_bench.methods.base import TrainingStage, untrained
+from vlm_peft_bench.methods.base import Attached, TrainingStage, untrained
 from vlm_peft_bench.methods.recipe import LoraSection, Recipe
 
 INFO = {
@@ -38,7 +38,8 @@ class LoraFamily(PeftFamily):
         decay = recipe.train.weight_decay or 0.0
         # save_embedding_layers=False: peft would otherwise look up the base model's config on the Hub
         return TrainingStage(peft_model, [{"params": params, "weight_decay": decay}],
-                             lambda folder: peft_model.save_pretrained(str(folder), save_embedding_layers=False))
+                             lambda folder: peft_model.save_pretrained(str(folder), save_embedding_layers=False),
+                             runs_as=Attached(peft_model.base_model.model))  # what loading a saved LoRA runs
 
     def prepare(self, recipe: Recipe, model: torch.nn.Module) -> list[TrainingStage]:
         return [self.prepare_lora(recipe, model)]

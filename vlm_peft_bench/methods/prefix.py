@@ -33,7 +33,7 @@ class PrefixFamily(PeftFamily):
         prefix = PrefixModel(model, int(recipe.section("prefix").num_virtual_tokens))
         decay = recipe.train.weight_decay or 0.0
         return TrainingStage(prefix, [{"params": [prefix.embeddings], "weight_decay": decay}],
-                             lambda folder: save_prefix(folder, prefix))
+                             lambda folder: save_prefix(folder, prefix), runs_as=Attached(model, prefix=prefix.adapter))
 
     def prepare(self, recipe: Recipe, model: torch.nn.Module) -> list[TrainingStage]:
         return [self.prepare_prefix(recipe, model)]

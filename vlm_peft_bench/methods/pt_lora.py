@@ -64,7 +64,8 @@ class PrefixThenLoraFamily(MethodFamily):
                 save_prefix(folder / "prefix", prefix)
                 lora.save(folder / "lora")
 
-            return TrainingStage(prefix, lora.param_groups, save)
+            return TrainingStage(prefix, lora.param_groups, save,
+                                 runs_as=Attached(lora.attached().model, prefix=prefix.adapter))
 
         return [first, second]
 

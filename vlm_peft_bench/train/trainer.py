@@ -28,6 +28,7 @@ from vlm_peft_bench.methods.registry import family
 from vlm_peft_bench.methods.table import method_table, recognise
 from vlm_peft_bench.nanollava.loading import load_nanollava
 from vlm_peft_bench.provenance import combined_hash, model_provenance
+from vlm_peft_bench.runner import Runner
 from vlm_peft_bench.train.data import load_task, split_train_validation, task_examples
 
 IGNORE = -100
@@ -74,23 +75,21 @@ def make_batch(processor, examples, device) -> tuple[dict, list[int]]:
 
 
 @torch.no_grad()
-def predict(model, method, processor, examples, device, batch_size: int = 16, max_new_tokens: int = 16) -> list[str]:
-    model.eval()
+def predict(stage: TrainingStage, processor, task, examples, device, batch_size: int = 16) -> list[str]:
+    """Validation answers through the runner `vlreft` uses, with the task's own generation settings (stop strings,
+    new-token limit), so that a card's validation scores come from the code that evaluates."""
+    stage.model.eval()
+    attached = stage.attached()
+    runner = Runner(attached.model, processor, torch.device(device), attached)
+    settings = dict(task.config.generation_kwargs or {})
+    until = settings.pop("until", None) or []
+    until = [until] if isinstance(until, str) else list(until)
     texts = []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start:start + batch_size]
-        batch = processor([e.text for e in chunk], [e.image for e in chunk]).to(device)
-        if "pixel_values" in batch:
-            batch["pixel_values"] = batch["pixel_values"].to(next(model.parameters()).dtype)
-        lengths = batch["attention_mask"].sum(1).tolist()  # prompts only: the unpadded length is the prompt
-        context = (method.reft.intervene(batch["attention_mask"], lengths, first_forward_only=True)
-                   if method.reft else method.forward_context(batch["attention_mask"], lengths))
-        with context:
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                 eos_token_id=processor.tokenizer.eos_token_id,
-                                 pad_token_id=processor.tokenizer.pad_token_id)
-        texts += processor.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-    model.train()
+        inputs, lengths = runner.inputs([e.text for e in chunk], [e.image for e in chunk])
+        texts += runner.generate(inputs, lengths, dict(settings), until)
+    stage.model.train()
     return texts
 
 
@@ -194,7 +193,7 @@ def train(recipe_name: str, task_name: str, out: Path | str, base: str = "nanoll
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:  # the main process validates, saves, evaluates and writes the card
         return {}
-    validation = task_scores(task, val_set, predict(method.model, method, processor, val_set, device))
+    validation = task_scores(task, val_set, predict(method, processor, task, val_set, device))
     out.mkdir(parents=True, exist_ok=True)
     method.save(out)
     card = build_card(recipe, task_name, base, seed, overrides, settings, out, losses, train_seconds, validation,

@@ -1,8 +1,10 @@
-"""Batched generation and scoring with a nanoLLaVA-architecture model and its adapter, without lmms-eval.
+"""The one way the project runs a nanoLLaVA-architecture model with an adapter: batched generation, forward passes
+and log-likelihoods, without lmms-eval.
 
-`vlreft` (the lmms-eval model) runs every request through this class, and so does the GPU benchmark
-(`benchmarks/gpu/`), which must work where lmms-eval is not installed: what the benchmark times is the code
-that evaluates.
+`vlreft` (the lmms-eval model) runs every request through `Runner`, and so do training-time validation, the
+repr-rank measurement and both benchmarks (the GPU one, `benchmarks/gpu/`, must work where lmms-eval is not
+installed: what it times is the code that evaluates). Only this class knows which hooks (ReFT) or cache (prefix)
+an adapter needs.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ def truncate_at(text: str, stops: list[str]) -> str:
     return text[:cut]
 
 
-class Generator:
-    """Left-padded batches from (text, image) pairs, ReFT interventions at the prompt positions, generation with
-    lmms-eval-style settings, and forward passes for log-likelihoods. `adapter` is an `AttachedAdapter` or None;
-    `model` is the model to run (the adapter's, when there is one)."""
+class Runner:
+    """Left-padded batches from (text, image) pairs, ReFT interventions at the prompt positions, a prefix's cache in
+    front, generation with lmms-eval-style settings, and forward passes. `adapter` is what attaching gave (anything
+    with `reft` and `prefix`: an `AttachedAdapter`, or a training stage's `Attached`) or None; `model` is the model
+    to run (the adapter's, when there is one)."""
 
     def __init__(self, model: torch.nn.Module, processor, device: torch.device, adapter=None) -> None:
         self.model, self.processor, self.device, self.adapter = model, processor, device, adapter
@@ -98,8 +101,12 @@ class Generator:
         new = self.new_tokens(inputs, prompt_lengths, self.generate_kwargs(gen, until))
         return [truncate_at(t, until) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
-    def logits(self, inputs, prompt_lengths: list[int]) -> torch.Tensor:
-        """Float logits of one forward pass, interventions at every intervened position."""
+    def forward(self, inputs, prompt_lengths: list[int], output_hidden_states: bool = False):
+        """One forward pass (the model's output), interventions at every intervened position."""
         prefix = self.adapter.prefix if self.adapter else None
         with self.intervening(inputs, prompt_lengths, first_forward_only=False):
-            return (prefix.forward if prefix else self.model)(**inputs).logits.float()
+            return (prefix.forward if prefix else self.model)(**inputs, output_hidden_states=output_hidden_states)
+
+    def logits(self, inputs, prompt_lengths: list[int]) -> torch.Tensor:
+        """Float logits of one forward pass, interventions at every intervened position."""
+        return self.forward(inputs, prompt_lengths).logits.float()
