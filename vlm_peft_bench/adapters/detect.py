@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vlm_peft_bench.errors import VlmPeftBenchError
+
 ADAPTER_TYPES = ("pyreft", "peft", "full", "pt-lora")
 
 
-class AdapterError(ValueError):
+class AdapterError(VlmPeftBenchError, ValueError):
     """An adapter that cannot be used, with what is wrong and how to fix it."""
 
 

@@ -38,13 +38,15 @@ from typing import Any
 
 from loguru import logger
 
+from vlm_peft_bench.errors import VlmPeftBenchError
+
 SCHEMA = "vlm-peft-bench/answers"
 VERSION = 1
 ENV_DIR = "VLM_PEFT_BENCH_ANSWER_LOG"
 ENV_SALT = "VLM_PEFT_BENCH_ANSWER_LOG_SALT"
 
 
-class AnswerLogError(ValueError):
+class AnswerLogError(VlmPeftBenchError, ValueError):
     """An answer log that cannot be trusted (damaged line, other schema version)."""
 
 

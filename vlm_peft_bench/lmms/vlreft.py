@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from vlm_peft_bench.adapters.detect import validate_adapter_arg
 from vlm_peft_bench.adapters.loader import attach_adapter, resolve_adapter
+from vlm_peft_bench.errors import VlmPeftBenchError
 from vlm_peft_bench.generation import Generator, as_bool
 from vlm_peft_bench.lmms.answer_log import Answer, AnswerLog, answer_log_folder, answer_log_salt, request_key
 from vlm_peft_bench.nanollava.loading import TINY_NAME, load_nanollava
@@ -44,7 +45,7 @@ from vlm_peft_bench.provenance import combined_hash, folder_hashes
 RUN_FAILURES: list[Answer] = []  # this process's per-sample failures, for the results file (our `lmms_eval`)
 
 
-class BadSampleError(ValueError):
+class BadSampleError(VlmPeftBenchError, ValueError):
     """A request whose document or image cannot be turned into model input."""
 
 

@@ -22,6 +22,7 @@ from vlm_peft_bench.adapters.detect import AdapterError, detect_adapter_type
 from vlm_peft_bench.adapters.loader import adapter_file_hashes
 from vlm_peft_bench.adapters.recipes import load_recipe
 from vlm_peft_bench.atomic import write_files
+from vlm_peft_bench.errors import OutFolderError
 from vlm_peft_bench.nanollava.loading import load_nanollava
 from vlm_peft_bench.provenance import combined_hash, model_provenance
 from vlm_peft_bench.train.data import load_task, split_train_validation, task_examples
@@ -44,8 +45,8 @@ def check_out_folder(out: Path, method: str) -> None:
     except AdapterError:
         return
     if found != SAVED_FORMAT[method]:
-        raise FileExistsError(f"--out {out}: the folder already holds a {found} adapter, and a {method} recipe "
-                              f"writes a {SAVED_FORMAT[method]} one; choose another --out or delete the folder")
+        raise OutFolderError(f"--out {out}: the folder already holds a {found} adapter, and a {method} recipe "
+                             f"writes a {SAVED_FORMAT[method]} one; choose another --out or delete the folder")
 
 
 def seed_everything(seed: int) -> None:
