@@ -71,11 +71,12 @@ def test_unreadable_results_files_are_all_named_at_once(good):
     assert "re-run the evaluation with `lmms_eval --model vlreft" in message and "--skip-bad" in message
 
 
-def test_cli_refuses_without_a_traceback(good, tmp_path):
+def test_cli_refuses_without_a_traceback(good, tmp_path, capsys):
     _bad_results(good)
     with pytest.raises(SystemExit) as done:
         main(["leaderboard", "build", "--results", str(good), "--out", str(tmp_path / "out")])
-    assert str(done.value.code).startswith("vlm-peft-bench leaderboard build: 4 input files cannot be used")
+    assert done.value.code == 2
+    assert capsys.readouterr().err.startswith("vlm-peft-bench leaderboard build: 4 input files cannot be used")
     assert not (tmp_path / "out").exists()
 
 
