@@ -427,7 +427,7 @@ def test_the_block_our_lmms_eval_writes_is_read(tmp_path):
     data = json.loads(path.read_text())
     del data["vlm_peft_bench"]
     path.write_text(json.dumps(data))
-    add_provenance(tmp_path, "pretrained=nanollava-tiny", since=0)
+    add_provenance(path, "pretrained=nanollava-tiny", failures=[])
     block = json.loads(path.read_text())["vlm_peft_bench"]
     assert block["schema_version"] == 1 and block["pretrained"] == "nanollava-tiny"
     [result] = read_results(path)

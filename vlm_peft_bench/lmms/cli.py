@@ -124,8 +124,8 @@ class _EvaluationFailed(BaseException):
 
 def evaluate(args: argparse.Namespace, failures_file: Path) -> None:
     """lmms-eval's `cli_evaluate(args)` (its logging, --config lists, wandb, result tables), except that an
-    evaluation that fails raises its exception here, and that each finished `vlreft` evaluation with an output
-    path gets our block in its results file (see `finish`)."""
+    evaluation that fails raises its exception here, and that each finished one is checked and, for `vlreft`, gets
+    our block in its results file (see `finish`)."""
     import lmms_eval.__main__ as lmms_main
 
     evaluate_one = lmms_main.cli_evaluate_single  # cli_evaluate calls it by this name, once per evaluation
@@ -152,15 +152,17 @@ def evaluate(args: argparse.Namespace, failures_file: Path) -> None:
 
 
 def finish(args: argparse.Namespace, results: dict | None, failures: list[Answer]) -> None:
-    """After one evaluation: on the process that writes the results (lmms-eval's rank 0), check that they were
-    written and, for `vlreft` with an output path, add our block. With several processes the failure list is
-    rank 0's own shard's (each rank's answer log holds the rest)."""
+    """After one evaluation, on the process that writes the results (lmms-eval's rank 0): check that they exist
+    (and, with an output path, were written) and, for `vlreft`, add our block to the results file. With several
+    processes the failure list is rank 0's own shard's (each rank's answer log holds the rest)."""
     if int(os.environ.get("RANK", "0")) != 0:
         return
     if results is None:
         raise EvaluationError("lmms-eval returned no results (see its log above)")
-    if args.model == "vlreft" and args.output_path:
-        add_provenance(results_file(Path(args.output_path), results), args.model_args or "", failures)
+    if args.output_path:
+        path = results_file(Path(args.output_path), results)
+        if args.model == "vlreft":
+            add_provenance(path, args.model_args or "", failures)
 
 
 def results_file(output_path: Path, results: dict) -> Path:
