@@ -25,9 +25,9 @@ def bf16_model(mini_test, adapter=None):
 
 
 def first_logits(model, mini_test):
-    inputs, lengths = model.generator.inputs([mini_test[0]["prompt"]], [visual(mini_test[0])[0]])
+    inputs, lengths = model.runner.inputs([mini_test[0]["prompt"]], [visual(mini_test[0])[0]])
     with torch.inference_mode():
-        return model.generator.logits(inputs, lengths)[0, -1]
+        return model.runner.logits(inputs, lengths)[0, -1]
 
 
 @pytest.mark.parametrize("folder", sorted(p.name for p in ZOO.iterdir() if p.is_dir()))

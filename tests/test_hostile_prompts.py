@@ -4,7 +4,6 @@ and the rest of the batch unaffected."""
 import pytest
 from lmms_eval.api.instance import Instance
 
-import vlm_peft_bench.lmms.vlreft as vlreft_module
 from vlm_peft_bench.lmms.cli import _failures
 from vlm_peft_bench.lmms.vlreft import BadSampleError
 
@@ -20,13 +19,6 @@ def request(context, doc_id, gen_kwargs=GREEDY, kind="generate_until", continuat
     second = dict(gen_kwargs) if kind == "generate_until" else continuation
     return Instance(kind, (context, second, visual, doc_id, TASK, "test"), idx=0,
                     metadata={"task": TASK, "doc_id": doc_id, "repeats": 1})
-
-
-@pytest.fixture(autouse=True)
-def no_failures_yet():
-    vlreft_module.RUN_FAILURES.clear()
-    yield
-    vlreft_module.RUN_FAILURES.clear()
 
 
 def must_not_run(*args, **kwargs):
@@ -47,7 +39,7 @@ def test_prompt_longer_than_the_context_is_a_recorded_failure_and_spares_its_bat
     assert texts[1] == ""
     alone = [model.generate_until([request(mini_test[i]["prompt"], i)])[0] for i in (1, 2, 3)]
     assert [texts[0], texts[2], texts[3]] == alone
-    [failure] = vlreft_module.recorded_failures()
+    [failure] = model.recorded_failures()
     assert failure["doc_id"] == 0 and failure["task"] == TASK
     assert f"does not fit the model's context of {model.context_length} tokens" in failure["failure"]
 
@@ -58,7 +50,7 @@ def test_empty_generation_is_recorded_and_answered_with_empty_string(make_model,
     assert text, "need a non-empty answer to stop in front of"
     [empty] = model.generate_until([request(mini_test[5]["prompt"], 5, {**GREEDY, "until": [text[0]]})])
     assert empty == ""
-    assert vlreft_module.recorded_failures() == [
+    assert model.recorded_failures() == [
         {"task": TASK, "doc_id": 5, "failure": "empty generation (scored as wrong)"}]
 
 
@@ -66,14 +58,13 @@ def test_failures_survive_a_resume_and_reach_the_results_block(make_model, mini_
     long_prompt = "where is the lamp " * 1000
     reqs = [request(mini_test[1]["prompt"], 1), request(long_prompt, 2)]
     first = make_model(answer_log=str(tmp_path)).generate_until(reqs)
-    vlreft_module.RUN_FAILURES.clear()
     resumed = make_model(answer_log=str(tmp_path))
-    assert len(resumed.answer_log.answers) == 2
-    resumed.generator.inputs = must_not_run
+    assert len(resumed.answer_log.answers) == 2 and resumed.recorded_failures() == []
+    resumed.runner.inputs = must_not_run
     assert resumed.generate_until([request(mini_test[1]["prompt"], 1), request(long_prompt, 2)]) == first
-    block = _failures({"results": {TASK: {}, "other_task": {}}})
+    block = _failures({"results": {TASK: {}, "other_task": {}}}, resumed.failures)
     assert [(f["task"], f["doc_id"]) for f in block["failures"]] == [(TASK, 2)]
-    assert _failures({"results": {"other_task": {}}}) == {}
+    assert _failures({"results": {"other_task": {}}}, resumed.failures) == {}
 
 
 def test_loglikelihood_beyond_the_context_names_the_document(make_model):
@@ -87,5 +78,5 @@ def test_loglikelihood_answers_are_resumed_from_the_log(make_model, mini_test, t
     first = make_model(answer_log=str(tmp_path)).loglikelihood(reqs)
     again = make_model(answer_log=str(tmp_path))
     assert len(again.answer_log.answers) == 2
-    again.generator.inputs = must_not_run
+    again.runner.inputs = must_not_run
     assert again.loglikelihood(reqs) == first

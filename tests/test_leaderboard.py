@@ -245,7 +245,7 @@ def test_cli_build_and_strict_refusal(tmp_path, capsys):
     write_run(results / "v2", "20260201_000000", adapter="lora-r8", version=2.0)
     with pytest.raises(SystemExit) as done:
         main(["leaderboard", "build", "--results", str(results), "--out", str(out), "--strict"])
-    assert "not comparable: task version: 1.0 vs 2.0" in str(done.value.code)
+    assert done.value.code == 2 and "not comparable: task version: 1.0 vs 2.0" in capsys.readouterr().err
 
 
 # --- the committed leaderboard ----------------------------------------------------------------------------------

@@ -71,11 +71,12 @@ def test_unreadable_results_files_are_all_named_at_once(good):
     assert "re-run the evaluation with `lmms_eval --model vlreft" in message and "--skip-bad" in message
 
 
-def test_cli_refuses_without_a_traceback(good, tmp_path):
+def test_cli_refuses_without_a_traceback(good, tmp_path, capsys):
     _bad_results(good)
     with pytest.raises(SystemExit) as done:
         main(["leaderboard", "build", "--results", str(good), "--out", str(tmp_path / "out")])
-    assert str(done.value.code).startswith("vlm-peft-bench leaderboard build: 4 input files cannot be used")
+    assert done.value.code == 2
+    assert capsys.readouterr().err.startswith("vlm-peft-bench leaderboard build: 4 input files cannot be used")
     assert not (tmp_path / "out").exists()
 
 
@@ -426,7 +427,7 @@ def test_the_block_our_lmms_eval_writes_is_read(tmp_path):
     data = json.loads(path.read_text())
     del data["vlm_peft_bench"]
     path.write_text(json.dumps(data))
-    add_provenance(tmp_path, "pretrained=nanollava-tiny", since=0)
+    add_provenance(path, "pretrained=nanollava-tiny", failures=[])
     block = json.loads(path.read_text())["vlm_peft_bench"]
     assert block["schema_version"] == 1 and block["pretrained"] == "nanollava-tiny"
     [result] = read_results(path)

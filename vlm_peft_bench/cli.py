@@ -3,6 +3,9 @@ leaderboard, repr-rank, the task folder for plain lmms-eval).
 
 Every `--json` command prints one JSON document and nothing else on stdout: while it runs, stdout is sent to
 stderr (library notices, progress), and only the document is written to the real stdout (`_emit`).
+
+An expected failure (bad input, an unusable adapter, model or results file, an output folder in the way) prints
+`vlm-peft-bench <command>: <reason>` on stderr and exits with status 2; any other error keeps its traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import sys
 
 from vlm_peft_bench import __version__
+from vlm_peft_bench.errors import VlmPeftBenchError
 
 
 def _emit(args: argparse.Namespace, json_text: str, text: str) -> None:
@@ -80,17 +84,12 @@ def _train(args: argparse.Namespace) -> int:
 def _leaderboard_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from vlm_peft_bench.leaderboard import LeaderboardError
     from vlm_peft_bench.leaderboard.build import build
     from vlm_peft_bench.paths import reported_rows
 
     reported = reported_rows() if args.reported == "bundled" else Path(args.reported) if args.reported else None
-    try:
-        doc = build([Path(p) for p in args.results], Path(args.out), zoo=Path(args.zoo) if args.zoo else None,
-                    reported=reported, strict=args.strict,
-                    skip_bad=args.skip_bad)
-    except LeaderboardError as err:
-        sys.exit(f"vlm-peft-bench leaderboard build: {err}")
+    doc = build([Path(p) for p in args.results], Path(args.out), zoo=Path(args.zoo) if args.zoo else None,
+                reported=reported, strict=args.strict, skip_bad=args.skip_bad)
     skipped = doc["inputs"].get("skipped", [])
     for entry in skipped:
         print(f"warning: skipped {entry['file']}: {entry['problem']}", file=sys.stderr)
@@ -190,8 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)  # --version and --help end here, before anything heavy is imported
-    from vlm_peft_bench.adapters.detect import AdapterError
-    from vlm_peft_bench.nanollava.checkpoint import CheckpointError
     from vlm_peft_bench.quiet import stdout_to_stderr
 
     args.real_stdout = sys.stdout
@@ -199,8 +196,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with quiet:
             code = args.func(args)
-    except (AdapterError, CheckpointError) as err:  # unusable input: the message, no traceback, status 2
-        print(f"vlm-peft-bench {args.command}: {err}", file=sys.stderr)
+    except VlmPeftBenchError as err:  # an expected failure: its message, no traceback, status 2
+        command = " ".join(filter(None, (args.command, getattr(args, "leaderboard_command", None))))
+        print(f"vlm-peft-bench {command}: {err}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code)
 

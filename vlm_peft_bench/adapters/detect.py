@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from vlm_peft_bench.errors import VlmPeftBenchError
 
-class AdapterError(ValueError):
+
+class AdapterError(VlmPeftBenchError, ValueError):
     """An adapter that cannot be used, with what is wrong and how to fix it."""

@@ -26,9 +26,11 @@ adapters zoo's cards, published numbers from a YAML file and `repr-rank` files, 
     build      reads the inputs and writes every output
 """
 
+from vlm_peft_bench.errors import VlmPeftBenchError
+
 SCHEMA_ID = "vlm-peft-bench/leaderboard"
 SCHEMA_VERSION = "1.0"
 
 
-class LeaderboardError(ValueError):
+class LeaderboardError(VlmPeftBenchError, ValueError):
     """Inputs that cannot make one honest leaderboard (incomparable or duplicate results, bad files)."""

@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from vlm_peft_bench.errors import VlmPeftBenchError
+
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-extensions", "--disable-default-apps",
@@ -30,7 +32,7 @@ def find_chromium() -> str | None:
     return next((path for name in CANDIDATES if (path := shutil.which(name))), None)
 
 
-class BrowserError(RuntimeError):
+class BrowserError(VlmPeftBenchError, RuntimeError):
     pass
 
 

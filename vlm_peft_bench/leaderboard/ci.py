@@ -13,9 +13,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from vlm_peft_bench.errors import VlmPeftBenchError
+
 DRAWS = 1000
 SEED = 0
-class UnscorableLog(ValueError):
+class UnscorableLog(VlmPeftBenchError, ValueError):
     """The sample log's records do not carry the per-item values the recipe aggregates."""
 
 

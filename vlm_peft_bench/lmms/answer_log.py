@@ -38,13 +38,17 @@ from typing import Any
 
 from loguru import logger
 
+from vlm_peft_bench.errors import VlmPeftBenchError
+
 SCHEMA = "vlm-peft-bench/answers"
 VERSION = 1
-ENV_DIR = "VLM_PEFT_BENCH_ANSWER_LOG"
-ENV_SALT = "VLM_PEFT_BENCH_ANSWER_LOG_SALT"
+# How our `lmms_eval` hands its run settings to the `vlreft` model that lmms-eval builds from --model_args:
+# only `set_run_settings` writes these variables and only `run_settings` reads them.
+_ENV = {"folder": "VLM_PEFT_BENCH_ANSWER_LOG", "salt": "VLM_PEFT_BENCH_ANSWER_LOG_SALT",
+        "failures_file": "VLM_PEFT_BENCH_FAILURES_FILE"}
 
 
-class AnswerLogError(ValueError):
+class AnswerLogError(VlmPeftBenchError, ValueError):
     """An answer log that cannot be trusted (damaged line, other schema version)."""
 
 
@@ -170,12 +174,58 @@ class AnswerLog:
             f.truncate(data.rfind(b"\n") + 1)
 
 
-def answer_log_folder(explicit: str | None) -> Path | None:
-    """The folder given as a model argument, else the one our `lmms_eval` sets in the environment, else None."""
-    value = explicit or os.environ.get(ENV_DIR)
-    return Path(value) if value else None
+@dataclass(frozen=True)
+class RunSettings:
+    """What our `lmms_eval` tells the `vlreft` model beyond its model_args.
+
+    folder: the answer-log folder (None: no answer log, unless the `answer_log` model argument names one).
+    salt: run settings outside the model's arguments that change answers (the --seed); part of the fingerprint.
+    failures_file: where the model records this run's per-sample failures, which our `lmms_eval` reads back into
+    the results file's `vlm_peft_bench.failures` (None: not recorded).
+    """
+
+    folder: Path | None = None
+    salt: str = ""
+    failures_file: Path | None = None
 
 
-def answer_log_salt() -> str:
-    """Run settings outside the model's arguments that change answers (our `lmms_eval` puts --seed here)."""
-    return os.environ.get(ENV_SALT, "")
+def set_run_settings(settings: RunSettings) -> None:
+    """Hand `settings` to the `vlreft` models this process builds from now on (through the environment, the one
+    way into a model lmms-eval constructs; a None or empty value removes its variable)."""
+    for field, name in _ENV.items():
+        value = getattr(settings, field)
+        if value:
+            os.environ[name] = str(value)
+        else:
+            os.environ.pop(name, None)
+
+
+def run_settings(answer_log: str | None = None) -> RunSettings:
+    """The settings `set_run_settings` handed over; an explicit `answer_log` model argument names the folder."""
+    folder = answer_log or os.environ.get(_ENV["folder"])
+    failures_file = os.environ.get(_ENV["failures_file"])
+    return RunSettings(Path(folder) if folder else None, os.environ.get(_ENV["salt"], ""),
+                       Path(failures_file) if failures_file else None)
+
+
+def record_failures(path: Path, failures: Iterable[Answer]) -> None:
+    """Append failed answers to `path`, one answer record per line (as in the answer log)."""
+    lines = [json.dumps(answer.record(), ensure_ascii=False) + "\n" for answer in failures]
+    if lines:
+        with open(path, "a", encoding="utf-8") as f:
+            f.writelines(lines)
+
+
+def read_failures(path: Path) -> list[Answer]:
+    """The failed answers `record_failures` wrote to `path` ([] when it wrote none)."""
+    if not path.is_file():
+        return []
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [Answer(r["key"], r["type"], r["task"], r["doc_id"], r["answer"], r["failure"]) for r in records]
+
+
+def failure_list(failures: Iterable[Answer]) -> list[dict]:
+    """One {"task", "doc_id", "failure"} per failed request (an answer read back on resume counts once), sorted."""
+    seen = {(a.task, str(a.doc_id), a.key): {"task": a.task, "doc_id": a.doc_id, "failure": a.failure}
+            for a in failures if a.failure}
+    return sorted(seen.values(), key=lambda f: (f["task"], str(f["doc_id"])))

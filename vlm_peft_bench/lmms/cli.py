@@ -11,23 +11,39 @@ Resume: with `--model vlreft` and `--output_path OUT`, every finished answer goe
 reads the answers already there and generates only the rest (see `vlm_peft_bench/lmms/answer_log.py`).
 `--no_resume` (ours) turns this off.
 
+Exit status: 0 only when every evaluation finished and its results file was written (lmms-eval's own command
+logs a failed evaluation and still exits 0). An expected failure (an unusable adapter, model, dataset or answer
+log, an unknown task) prints `lmms_eval: <reason>` on stderr and exits with status 2; any other error prints its
+traceback and exits non-zero.
+
 Several processes: `torchrun --nproc_per_node N -m vlm_peft_bench.lmms.cli ...` keeps all of the above (plain
 `-m lmms_eval` shards the same way but adds neither our tasks, nor resume, nor the provenance block).
 """
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import json
 import os
 import sys
-import time
+import tempfile
 from pathlib import Path
 
+from vlm_peft_bench.errors import VlmPeftBenchError
+from vlm_peft_bench.lmms.answer_log import Answer, RunSettings, failure_list, read_failures, set_run_settings
 from vlm_peft_bench.paths import tasks_dir
 
 SUBCOMMANDS = {"tasks", "models", "ui", "serve", "power", "version", "tui", "mcp"}
 ANSWER_LOG_FOLDER = "vlreft_answers"
+
+
+class EvaluationError(VlmPeftBenchError, RuntimeError):
+    """An evaluation that lmms-eval reported as finished but whose results are missing."""
+
+
+class TaskNameError(VlmPeftBenchError, ValueError):
+    """A requested task that neither lmms-eval nor this package knows."""
 
 
 def _our_task_names() -> set[str]:
@@ -41,7 +57,7 @@ def _our_task_names() -> set[str]:
 
 
 def check_task_names(requested: str, include_paths: list[str]) -> None:
-    """Exit with a clear message when a requested task name is unknown (before models or data load)."""
+    """Refuse, with the closest known names, a requested task name that is unknown (before models or data load)."""
     from lmms_eval.tasks import TaskManager
 
     manager = TaskManager("ERROR", include_path=include_paths)
@@ -59,8 +75,8 @@ def check_task_names(requested: str, include_paths: list[str]) -> None:
             hint = f" (did you mean: {', '.join(close)}?)" if close else ""
             lines.append(f"  {name}{hint}")
         ours = ", ".join(sorted(_our_task_names()))
-        sys.exit(
-            "lmms_eval: unknown task(s):\n" + "\n".join(lines)
+        raise TaskNameError(
+            "unknown task(s):\n" + "\n".join(lines)
             + f"\nvlm-peft-bench tasks: {ours}. List all with `lmms_eval --tasks list`."
         )
 
@@ -76,28 +92,93 @@ def main() -> None:
         argv = argv[1:]
     resume = "--no_resume" not in argv
     sys.argv = [sys.argv[0], *(a for a in argv if a != "--no_resume")]
-    from lmms_eval.__main__ import cli_evaluate, parse_eval_args
+    from lmms_eval.__main__ import parse_eval_args
 
     _, args = parse_eval_args()
     include = [str(tasks_dir())]
     if args.include_path:
         include.append(args.include_path)
     args.include_path = include
-    if args.tasks and args.tasks not in ("list", "list_groups", "list_tags", "list_subtasks"):
-        check_task_names(args.tasks, include)
-    if resume and args.model == "vlreft" and args.output_path:
-        os.environ["VLM_PEFT_BENCH_ANSWER_LOG"] = str(Path(args.output_path) / ANSWER_LOG_FOLDER)
-        os.environ["VLM_PEFT_BENCH_ANSWER_LOG_SALT"] = f"seed={args.seed}"
-    started = time.time()
-    cli_evaluate(args)
-    # Several processes (torchrun -m vlm_peft_bench.lmms.cli): rank 0 writes the results files, so it alone adds
-    # the block; its failure list is its own shard's (each rank's answer log holds the rest).
-    if args.model == "vlreft" and args.output_path and os.environ.get("RANK", "0") == "0":
-        add_provenance(Path(args.output_path), args.model_args or "", started)
+    try:
+        if args.tasks and args.tasks not in ("list", "list_groups", "list_tags", "list_subtasks"):
+            check_task_names(args.tasks, include)
+        with tempfile.TemporaryDirectory(prefix="vlm-peft-bench-") as scratch:
+            ours = resume and args.model == "vlreft" and args.output_path
+            folder = Path(args.output_path) / ANSWER_LOG_FOLDER if ours else None
+            failures_file = Path(scratch) / "failures.jsonl"
+            set_run_settings(RunSettings(folder, f"seed={args.seed}" if folder else "", failures_file))
+            evaluate(args, failures_file)
+    except VlmPeftBenchError as err:  # an expected failure: its message, no traceback, status 2
+        print(f"lmms_eval: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
-def add_provenance(output_path: Path, model_args: str, since: float) -> None:
-    """Add a `vlm_peft_bench` block (versions, prompt template, model hashes) to this run's results files."""
+class _EvaluationFailed(BaseException):
+    """Carries an evaluation's exception through lmms-eval's `cli_evaluate`, which catches every `Exception`,
+    logs it and carries on (status 0, nothing written); like KeyboardInterrupt, a BaseException goes through."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def evaluate(args: argparse.Namespace, failures_file: Path) -> None:
+    """lmms-eval's `cli_evaluate(args)` (its logging, --config lists, wandb, result tables), except that an
+    evaluation that fails raises its exception here, and that each finished one is checked and, for `vlreft`, gets
+    our block in its results file (see `finish`)."""
+    import lmms_eval.__main__ as lmms_main
+
+    evaluate_one = lmms_main.cli_evaluate_single  # cli_evaluate calls it by this name, once per evaluation
+
+    def checked(run_args: argparse.Namespace):
+        try:
+            failures_file.unlink(missing_ok=True)  # this evaluation's model records its own failures afresh
+            results, samples = evaluate_one(run_args)
+            finish(run_args, results, read_failures(failures_file))
+        except Exception as err:
+            raise _EvaluationFailed(err) from None
+        return results, samples
+
+    failed = None
+    lmms_main.cli_evaluate_single = checked
+    try:
+        lmms_main.cli_evaluate(args)
+    except _EvaluationFailed as carried:
+        failed = carried.error
+    finally:
+        lmms_main.cli_evaluate_single = evaluate_one
+    if failed is not None:  # raised here, outside the handler, so that its own traceback and cause are shown
+        raise failed
+
+
+def finish(args: argparse.Namespace, results: dict | None, failures: list[Answer]) -> None:
+    """After one evaluation, on the process that writes the results (lmms-eval's rank 0): check that they exist
+    (and, with an output path, were written) and, for `vlreft`, add our block to the results file. With several
+    processes the failure list is rank 0's own shard's (each rank's answer log holds the rest)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if results is None:
+        raise EvaluationError("lmms-eval returned no results (see its log above)")
+    if args.output_path:
+        path = results_file(Path(args.output_path), results)
+        if args.model == "vlreft":
+            add_provenance(path, args.model_args or "", failures)
+
+
+def results_file(output_path: Path, results: dict) -> Path:
+    """The results file lmms-eval 0.7.3 wrote for `results`: `<output_path>/<model_name_sanitized>/<date, ':' as
+    '-'>_results.json` (EvaluationTracker.save_results_aggregated, which adds `model_name_sanitized` to `results`
+    and, when it cannot write, only logs a warning)."""
+    name, date = results.get("model_name_sanitized"), results.get("date")
+    path = output_path / str(name) / f"{str(date).replace(':', '-')}_results.json"
+    if name is None or date is None or not path.is_file():
+        raise EvaluationError(f"lmms-eval did not write its results file {path} (see its warnings above)")
+    return path
+
+
+def add_provenance(path: Path, model_args: str, failures: list[Answer]) -> None:
+    """Add a `vlm_peft_bench` block (versions, prompt template, model hashes, per-sample failures of its tasks)
+    to one results file."""
     from lmms_eval.utils import simple_parse_args_string
 
     from vlm_peft_bench.atomic import write_files
@@ -111,12 +192,10 @@ def add_provenance(output_path: Path, model_args: str, since: float) -> None:
         folder = resolve_adapter(str(parsed["adapter"]))
         block["adapter"] = {"path": str(parsed["adapter"]), "sha256": adapter_hash(folder),
                             "merge_lora": parsed.get("merge_lora", False)}
-    for path in output_path.rglob("*_results.json"):
-        if path.stat().st_mtime >= since:
-            data = json.loads(path.read_text())
-            data["vlm_peft_bench"] = {"schema_version": SCHEMA_VERSION, **block, **_notes(data), **_failures(data)}
-            # replaced whole: a kill or a full disk now must not truncate a finished run's results
-            write_files(path.parent, {path.name: json.dumps(data, indent=2, ensure_ascii=False).encode()})
+    data = json.loads(path.read_text())
+    data["vlm_peft_bench"] = {"schema_version": SCHEMA_VERSION, **block, **_notes(data), **_failures(data, failures)}
+    # replaced whole: a kill or a full disk now must not truncate a finished run's results
+    write_files(path.parent, {path.name: json.dumps(data, indent=2, ensure_ascii=False).encode()})
 
 
 def _notes(data: dict) -> dict:
@@ -129,13 +208,11 @@ def _notes(data: dict) -> dict:
     return {"notes": {"SPICE": spice_status() or "SPICE unavailable: see the run's log"}}
 
 
-def _failures(data: dict) -> dict:
-    """{"failures": [...]}: per-sample failures of this run's tasks (unanswerable prompts, empty generations)."""
-    from vlm_peft_bench.lmms.vlreft import recorded_failures
-
+def _failures(data: dict, failures: list[Answer]) -> dict:
+    """{"failures": [...]}: the per-sample failures (unanswerable prompts, empty generations) of `data`'s tasks."""
     tasks = set(data.get("results", {}))
-    failures = [f for f in recorded_failures() if f["task"] in tasks]
-    return {"failures": failures} if failures else {}
+    listed = [f for f in failure_list(failures) if f["task"] in tasks]
+    return {"failures": listed} if listed else {}
 
 
 if __name__ == "__main__":

@@ -24,12 +24,13 @@ import datasets
 from lmms_eval.api.task import ConfigurableTask
 from PIL import Image
 
+from vlm_peft_bench.errors import VlmPeftBenchError
 from vlm_peft_bench.nanollava.loading import hub_offline
 
 LOCAL_BUILDERS = {"parquet", "json", "csv", "arrow", "text", "pandas", "imagefolder"}
 
 
-class DatasetError(ValueError):
+class DatasetError(VlmPeftBenchError, ValueError):
     """A task's data cannot be loaded or contains unusable rows."""
 
 

@@ -35,17 +35,16 @@ from loguru import logger
 from PIL import Image
 from tqdm import tqdm
 
-from vlm_peft_bench.lmms.answer_log import Answer, AnswerLog, answer_log_folder, answer_log_salt, request_key
+from vlm_peft_bench.errors import VlmPeftBenchError
+from vlm_peft_bench.lmms.answer_log import Answer, AnswerLog, failure_list, record_failures, request_key, run_settings
 from vlm_peft_bench.methods.attach import attach_adapter, resolve_adapter
 from vlm_peft_bench.methods.registry import family_for_folder
 from vlm_peft_bench.nanollava.loading import TINY_NAME, load_nanollava
 from vlm_peft_bench.provenance import combined_hash, folder_hashes
 from vlm_peft_bench.runner import Runner, as_bool
 
-RUN_FAILURES: list[Answer] = []  # this process's per-sample failures, for the results file (our `lmms_eval`)
 
-
-class BadSampleError(ValueError):
+class BadSampleError(VlmPeftBenchError, ValueError):
     """A request whose document or image cannot be turned into model input."""
 
 
@@ -105,7 +104,7 @@ class VLReft(lmms):
             logger.info(f"vlreft: {self.adapter.method} adapter ({self.adapter.kind} format) {adapter} "
                         f"(sha256 {self.adapter.sha256[:12]})")
         self.processor = loaded.processor
-        self.generator = Runner(self._model, self.processor, self._device, self.adapter)
+        self.runner = Runner(self._model, self.processor, self._device, self.adapter)
         self.pretrained = pretrained
         self.source = loaded.source
         self.accelerator = accelerator
@@ -115,18 +114,20 @@ class VLReft(lmms):
         logger.info(f"vlreft: {pretrained} ({loaded.layout} layout, {self.source}) on {self._device}, "
                     f"{self._model.dtype}")
         self.context_length = int(loaded.model.config.text_config.max_position_embeddings)
+        settings = run_settings(answer_log)
+        self.failures: list[Answer] = []  # this model's per-sample failures (answers read back on resume included)
+        self.failures_file = settings.failures_file  # where our `lmms_eval` reads them back for the results file
         self.answer_log = None
-        folder = answer_log_folder(answer_log)
-        if folder is not None:
+        if settings.folder is not None:
             identity = {
                 "model_hash": combined_hash(folder_hashes(Path(self.source))),
                 "adapter_sha256": self.adapter.sha256 if self.adapter else None,
                 "adapter_type": adapter_type, "merge_lora": as_bool(merge_lora), "positions": positions,
                 "dtype": str(self._model.dtype), "device": self._device.type, "batch_size": self.batch_size_per_gpu,
                 "system_prompt": system_prompt, "attn_implementation": attn_implementation,
-                "run": answer_log_salt(),
+                "run": settings.salt,
             }
-            self.answer_log = AnswerLog(folder, identity, self._rank)
+            self.answer_log = AnswerLog(settings.folder, identity, self._rank)
             logger.info(f"vlreft: answer log {self.answer_log.path} ({len(self.answer_log.answers)} answers "
                         "already there)")
 
@@ -184,7 +185,7 @@ class VLReft(lmms):
             return {}, [None] * len(requests)
         keys = [self._key(r) for r in requests]
         found = {i: self.answer_log.get(k) for i, k in enumerate(keys) if self.answer_log.get(k) is not None}
-        RUN_FAILURES.extend(a for a in found.values() if a.failure)
+        self._note_failures([a for a in found.values() if a.failure])
         done = {i: a.answer for i, a in found.items()}
         if done:
             logger.info(f"vlreft: resuming: {len(done)} of {len(requests)} {what} answers read from "
@@ -192,12 +193,21 @@ class VLReft(lmms):
         return done, keys
 
     def _record(self, answers: list[Answer]) -> None:
-        for answer in answers:
-            if answer.failure:
-                RUN_FAILURES.append(answer)
-                logger.warning(f"vlreft: task {answer.task}, doc {answer.doc_id}: {answer.failure}")
+        failures = [a for a in answers if a.failure]
+        for answer in failures:
+            logger.warning(f"vlreft: task {answer.task}, doc {answer.doc_id}: {answer.failure}")
+        self._note_failures(failures)
         if self.answer_log is not None:
             self.answer_log.append(answers)
+
+    def _note_failures(self, failures: list[Answer]) -> None:
+        self.failures.extend(failures)
+        if self.failures_file is not None:
+            record_failures(self.failures_file, failures)
+
+    def recorded_failures(self) -> list[dict]:
+        """This model's per-sample failures so far, one {"task", "doc_id", "failure"} per request."""
+        return failure_list(self.failures)
 
     @torch.inference_mode()
     def generate_until(self, requests: list[Instance]) -> list[str]:
@@ -208,28 +218,28 @@ class VLReft(lmms):
         todo = [i for i in range(len(requests)) if i not in done]
         collator = lmms_utils.Collator([(*requests[i].args, i) for i in todo], by_length, grouping=True)
         results: dict[int, str] = dict(done)
-        pbar = tqdm(total=len(requests), initial=len(done), disable=self.rank != 0, desc="vlreft generating")
-        for chunk in collator.get_batched(n=self.batch_size, batch_fn=None):
-            contexts, all_kwargs, doc_to_visuals, doc_ids, tasks, splits, positions = zip(*chunk)
-            images = [self._visual(f, d, t, s) for f, d, t, s in zip(doc_to_visuals, doc_ids, tasks, splits)]
-            gen = dict(all_kwargs[0])
-            until = gen.pop("until", None) or []
-            until = [until] if isinstance(until, str) else list(until)
-            texts, failures = self._generate_rows(contexts, images, gen, until)
-            answers = []
-            for pos, context, kwargs, text, failure in zip(positions, contexts, all_kwargs, texts, failures):
-                self.cache_hook.add_partial("generate_until", (context, kwargs), text)
-                results[pos] = text
-                request = requests[pos]
-                answers.append(Answer(keys[pos], "generate_until", request.task_name, request.doc_id, text, failure))
-            self._record(answers)
-            pbar.update(len(chunk))
-        pbar.close()
+        with tqdm(total=len(requests), initial=len(done), disable=self.rank != 0, desc="vlreft generating") as pbar:
+            for chunk in collator.get_batched(n=self.batch_size, batch_fn=None):
+                contexts, all_kwargs, doc_to_visuals, doc_ids, tasks, splits, positions = zip(*chunk)
+                images = [self._visual(f, d, t, s) for f, d, t, s in zip(doc_to_visuals, doc_ids, tasks, splits)]
+                gen = dict(all_kwargs[0])
+                until = gen.pop("until", None) or []
+                until = [until] if isinstance(until, str) else list(until)
+                texts, failures = self._generate_rows(contexts, images, gen, until)
+                answers = []
+                for pos, context, kwargs, text, failure in zip(positions, contexts, all_kwargs, texts, failures):
+                    self.cache_hook.add_partial("generate_until", (context, kwargs), text)
+                    results[pos] = text
+                    request = requests[pos]
+                    answers.append(Answer(keys[pos], "generate_until", request.task_name, request.doc_id, text,
+                                          failure))
+                self._record(answers)
+                pbar.update(len(chunk))
         return [results[i] for i in range(len(requests))]
 
     def _generate_rows(self, contexts, images, gen: dict, until: list[str]) -> tuple[list[str], list[str | None]]:
         """Generated texts and per-row failures; rows whose prompt does not fit the context are not run."""
-        encoded = self.generator.encode(contexts, images)
+        encoded = self.runner.encode(contexts, images)
         lengths = [len(ids) for ids in encoded]
         fits = [n < self.context_length for n in lengths]
         texts = [""] * len(contexts)
@@ -239,9 +249,9 @@ class VLReft(lmms):
         ]
         rows = [i for i, ok in enumerate(fits) if ok]
         if rows:
-            inputs = self.generator.inputs([contexts[i] for i in rows], [images[i] for i in rows],
+            inputs = self.runner.inputs([contexts[i] for i in rows], [images[i] for i in rows],
                                            encoded=[encoded[i] for i in rows])
-            generated = self.generator.generate(*inputs, dict(gen), until)
+            generated = self.runner.generate(*inputs, dict(gen), until)
             for i, text in zip(rows, generated):
                 texts[i] = text
                 if not text.strip():
@@ -252,41 +262,33 @@ class VLReft(lmms):
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
         done, keys = self._resume(requests, "loglikelihood")
         results: dict[int, tuple[float, bool]] = {i: (float(a[0]), bool(a[1])) for i, a in done.items()}
-        pbar = tqdm(total=len(requests), initial=len(done), disable=self.rank != 0, desc="vlreft loglikelihood")
-        for pos, request in enumerate(requests):
-            if pos in done:
-                continue
-            context, continuation, doc_to_visual, doc_id, task, split = request.args
-            if not isinstance(continuation, str):
-                continuation = continuation(self.task_dict[task][split][doc_id])
-            image = self._visual(doc_to_visual, doc_id, task, split)
-            inputs, prompt_lengths = self.generator.inputs([context], [image], [continuation])
-            n_context = prompt_lengths[0]
-            if inputs["input_ids"].shape[1] > self.context_length:
-                raise BadSampleError(f"task {task}, doc {doc_id}: prompt and continuation have "
-                                     f"{inputs['input_ids'].shape[1]} tokens, the model's context is "
-                                     f"{self.context_length}")
-            logits = self.generator.logits(inputs, prompt_lengths)[0]
-            target = inputs["input_ids"][0, n_context:]
-            if target.numel() == 0:
-                raise BadSampleError(f"task {task}, doc {doc_id}: the continuation {continuation!r} has no tokens")
-            predicted = logits[n_context - 1:-1]
-            logprobs = torch.log_softmax(predicted, dim=-1).gather(1, target[:, None]).squeeze(1)
-            greedy = bool((predicted.argmax(-1) == target).all())
-            results[pos] = (float(logprobs.sum()), greedy)
-            self.cache_hook.add_partial("loglikelihood", (context, continuation), results[pos])
-            self._record([Answer(keys[pos], "loglikelihood", task, doc_id, list(results[pos]))])
-            pbar.update(1)
-        pbar.close()
+        with tqdm(total=len(requests), initial=len(done), disable=self.rank != 0, desc="vlreft loglikelihood") as pbar:
+            for pos, request in enumerate(requests):
+                if pos in done:
+                    continue
+                context, continuation, doc_to_visual, doc_id, task, split = request.args
+                if not isinstance(continuation, str):
+                    continuation = continuation(self.task_dict[task][split][doc_id])
+                image = self._visual(doc_to_visual, doc_id, task, split)
+                inputs, prompt_lengths = self.runner.inputs([context], [image], [continuation])
+                n_context = prompt_lengths[0]
+                if inputs["input_ids"].shape[1] > self.context_length:
+                    raise BadSampleError(f"task {task}, doc {doc_id}: prompt and continuation have "
+                                         f"{inputs['input_ids'].shape[1]} tokens, the model's context is "
+                                         f"{self.context_length}")
+                logits = self.runner.logits(inputs, prompt_lengths)[0]
+                target = inputs["input_ids"][0, n_context:]
+                if target.numel() == 0:
+                    raise BadSampleError(f"task {task}, doc {doc_id}: the continuation {continuation!r} has no tokens")
+                predicted = logits[n_context - 1:-1]
+                logprobs = torch.log_softmax(predicted, dim=-1).gather(1, target[:, None]).squeeze(1)
+                greedy = bool((predicted.argmax(-1) == target).all())
+                results[pos] = (float(logprobs.sum()), greedy)
+                self.cache_hook.add_partial("loglikelihood", (context, continuation), results[pos])
+                self._record([Answer(keys[pos], "loglikelihood", task, doc_id, list(results[pos]))])
+                pbar.update(1)
         return [results[i] for i in range(len(requests))]
 
     def generate_until_multi_round(self, requests) -> list[str]:
         raise NotImplementedError("vlreft: multi-round generation is not supported (nanoLLaVA is single-turn here)")
-
-
-def recorded_failures() -> list[dict]:
-    """This process's per-sample failures so far (answers read back on resume included), one per request."""
-    seen = {(a.task, str(a.doc_id), a.key): {"task": a.task, "doc_id": a.doc_id, "failure": a.failure}
-            for a in RUN_FAILURES}
-    return sorted(seen.values(), key=lambda f: (f["task"], str(f["doc_id"])))
 

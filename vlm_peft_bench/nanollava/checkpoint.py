@@ -16,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from transformers import LlavaConfig, PreTrainedModel
 
+from vlm_peft_bench.errors import VlmPeftBenchError
 from vlm_peft_bench.nanollava.config import NANOLLAVA_VISION, llava_config
 from vlm_peft_bench.nanollava.layouts import LayoutError, native_prefixes, to_native
 
@@ -26,7 +27,7 @@ QWEN2_FIELDS = (
 )
 
 
-class CheckpointError(ValueError):
+class CheckpointError(VlmPeftBenchError, ValueError):
     """A checkpoint folder or file that cannot be used, with what is wrong and how to fix it."""
 
 

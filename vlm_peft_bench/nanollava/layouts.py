@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from vlm_peft_bench.errors import VlmPeftBenchError
+
 COMPONENTS = ("lm_head", "projector", "vision", "text")
 # What may follow a component's prefix: the decoder's and the SigLIP transformer's children (`head` only exists in
 # the original checkpoint, whose vision tower kept SigLIP's pooling head).
@@ -31,7 +33,7 @@ CHILDREN = {"text": {"embed_tokens", "layers", "norm", "rotary_emb"},
 CANONICAL_PROJECTOR = ("linear_1", "linear_2")
 
 
-class LayoutError(ValueError):
+class LayoutError(VlmPeftBenchError, ValueError):
     """Names that belong to no known nanoLLaVA layout (another base model), or that mix layouts."""
 
 

@@ -39,6 +39,8 @@ import numpy as np
 import pycocoevalcap
 import yaml
 
+from vlm_peft_bench.errors import VlmPeftBenchError
+
 ENV_VAR = "VLM_PEFT_BENCH_CORENLP"
 CONFIG_KEY = "corenlp_dir"
 CORENLP_RELEASE = "stanford-corenlp-full-2015-12-09"
@@ -84,7 +86,7 @@ public class SpiceRunner {
 """
 
 
-class SpiceUnavailableError(RuntimeError):
+class SpiceUnavailableError(VlmPeftBenchError, RuntimeError):
     """SPICE cannot run on this machine; the message says why and what to do."""
 
 

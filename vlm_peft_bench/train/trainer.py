@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from vlm_peft_bench.adapters.detect import AdapterError
 from vlm_peft_bench.atomic import write_files
+from vlm_peft_bench.errors import OutFolderError
 from vlm_peft_bench.methods.attach import adapter_file_hashes
 from vlm_peft_bench.methods.base import TrainingStage
 from vlm_peft_bench.methods.params import account
@@ -45,8 +46,8 @@ def check_out_folder(out: Path, method: str) -> None:
         return
     writes = method_table()[method].format
     if found != writes:
-        raise FileExistsError(f"--out {out}: the folder already holds a {found} adapter, and a {method} recipe "
-                              f"writes a {writes} one; choose another --out or delete the folder")
+        raise OutFolderError(f"--out {out}: the folder already holds a {found} adapter, and a {method} recipe "
+                             f"writes a {writes} one; choose another --out or delete the folder")
 
 
 def seed_everything(seed: int) -> None:
