@@ -1,17 +1,53 @@
-"""lmms-eval hooks for our CV-Bench tasks: prompt, image, per-item result and official aggregation."""
+"""lmms-eval hooks for our CV-Bench tasks: task class, prompt, image, per-item result and official aggregation.
+
+The metric names and the prompt suffix are written once, in `vlm_peft_bench.scoring.cvbench`: `CVBenchTask` fills
+each task's `metric_list` and prompt kwargs from there, so the YAMLs name neither.
+"""
 
 from __future__ import annotations
 
-from vlm_peft_bench.lmms.dataset_task import DatasetTask  # noqa: F401  (named by the YAMLs' `class:`)
-from vlm_peft_bench.scoring.cvbench import cvbench_scores
+from collections.abc import Callable
+
+from vlm_peft_bench.lmms.dataset_task import DatasetTask
+from vlm_peft_bench.scoring.cvbench import METRICS, PARTS, POST_PROMPT, cvbench_scores, metrics_for
 from vlm_peft_bench.scoring.multiple_choice import RULE_ID, extract_choice
 
-POST_PROMPT = "\nAnswer with the option's letter from the given choices directly."
-METRICS = (
-    "cvbench_combined", "cvbench_2d", "cvbench_3d", "accuracy",
-    "source_ade20k", "source_coco", "source_omni3d",
-    "task_count", "task_relation", "task_depth", "task_distance",
-)
+
+def _score(name: str) -> Callable[[list[dict]], float]:
+    def aggregate(records: list[dict]) -> float:
+        return cvbench_scores(records)[name]
+
+    aggregate.__name__ = f"aggregate_{name}"
+    return aggregate
+
+
+AGGREGATIONS: dict[str, Callable[[list[dict]], float]] = {m.name: _score(m.score) for m in METRICS}
+
+
+def metric_list(parts: list[str] | tuple[str, ...] = tuple(PARTS)) -> list[dict]:
+    """lmms-eval's `metric_list` for a task over these CV-Bench parts (a fresh list: lmms-eval keeps it)."""
+    return [{"metric": m.name, "aggregation": AGGREGATIONS[m.name], "higher_is_better": True}
+            for m in metrics_for(parts)]
+
+
+class CVBenchTask(DatasetTask):
+    """`DatasetTask` with CV-Bench's metrics and prompt suffix. The YAML's `metadata.parts` (default: 2D and 3D)
+    chooses the metrics; a YAML that writes its own `metric_list` or `lmms_eval_specific_kwargs` keeps them."""
+
+    def __init__(self, config: dict | None = None, **kwargs) -> None:
+        config = dict(config or {})
+        parts: object = tuple(PARTS)
+        if isinstance(config.get("metadata"), dict) and "parts" in config["metadata"]:
+            # consumed here, so the results' config records the metric list it chose, not the key
+            parts = config["metadata"]["parts"]
+            config["metadata"] = {k: v for k, v in config["metadata"].items() if k != "parts"}
+        try:
+            metrics = metric_list([parts] if isinstance(parts, str) else parts)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"task {config.get('task')}: metadata.parts: {err}") from err
+        config.setdefault("metric_list", metrics)
+        config.setdefault("lmms_eval_specific_kwargs", {"default": {"pre_prompt": "", "post_prompt": POST_PROMPT}})
+        super().__init__(config=config, **kwargs)
 
 
 def doc_to_visual(doc: dict) -> list:
@@ -36,25 +72,4 @@ def process_results(doc: dict, results: list[str]) -> dict:
         "answer": doc["answer"], "response": response, "parsed": letter, "rule": RULE_ID,
         "correct": letter is not None and f"({letter})" == doc["answer"].strip(),
     }
-    return {metric: record for metric in METRICS}
-
-
-def _score(name: str):
-    def aggregate(records: list[dict]) -> float:
-        return cvbench_scores(records)[name]
-
-    aggregate.__name__ = f"aggregate_{name}"
-    return aggregate
-
-
-aggregate_combined = _score("combined")
-aggregate_2d = _score("2d")
-aggregate_3d = _score("3d")
-aggregate_accuracy = _score("accuracy")
-aggregate_source_ade20k = _score("source_ade20k")
-aggregate_source_coco = _score("source_coco")
-aggregate_source_omni3d = _score("source_omni3d")
-aggregate_task_count = _score("task_count")
-aggregate_task_relation = _score("task_relation")
-aggregate_task_depth = _score("task_depth")
-aggregate_task_distance = _score("task_distance")
+    return {m.name: record for m in METRICS}

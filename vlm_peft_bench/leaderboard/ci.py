@@ -21,12 +21,9 @@ class UnscorableLog(VlmPeftBenchError, ValueError):
     """The sample log's records do not carry the per-item values the recipe aggregates."""
 
 
-_CVBENCH = {"cvbench_combined": "combined", "cvbench_2d": "2d", "cvbench_3d": "3d", "accuracy": "accuracy"}
-
-
 def _cvbench(samples: list[dict], metrics: tuple[str, ...]) -> tuple[list, Callable[[list], dict[str, float]]]:
     """CV-Bench's official aggregation over the per-item records lmms-eval logged under the metric names."""
-    from vlm_peft_bench.scoring.cvbench import cvbench_scores
+    from vlm_peft_bench.scoring.cvbench import SCORE_KEYS, cvbench_scores
 
     key = next((m for m in metrics if m in samples[0]), None) or next(
         k for k, v in samples[0].items() if isinstance(v, dict) and "correct" in v)
@@ -34,7 +31,7 @@ def _cvbench(samples: list[dict], metrics: tuple[str, ...]) -> tuple[list, Calla
 
     def score(chosen: list) -> dict[str, float]:
         scores = cvbench_scores(chosen)
-        return {m: scores[_CVBENCH.get(m, m)] for m in metrics}
+        return {m: scores[SCORE_KEYS[m]] for m in metrics}
 
     return records, score
 

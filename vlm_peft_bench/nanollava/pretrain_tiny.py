@@ -158,8 +158,8 @@ def cvbench_mini_zero_shot(model, processor, device, batch_size: int = 64) -> di
 
     from vlm_peft_bench.paths import tasks_dir
     from vlm_peft_bench.scoring import cvbench_scores, extract_choice
+    from vlm_peft_bench.scoring.cvbench import POST_PROMPT
 
-    post = "\nAnswer with the option's letter from the given choices directly."
     # pyarrow rather than `datasets`: this also runs on GPU images that have no `datasets`.
     data = pq.read_table(tasks_dir() / "cvbench" / "mini" / "test.parquet").to_pylist()
     model.eval()
@@ -167,7 +167,7 @@ def cvbench_mini_zero_shot(model, processor, device, batch_size: int = 64) -> di
     for start in range(0, len(data), batch_size):
         rows = data[start:start + batch_size]
         images = [Image.open(io.BytesIO(r["image"]["bytes"])).convert("RGB") for r in rows]
-        batch = processor([r["prompt"] + post for r in rows], images).to(device)
+        batch = processor([r["prompt"] + POST_PROMPT for r in rows], images).to(device)
         batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
         out = model.generate(**batch, max_new_tokens=16, do_sample=False, eos_token_id=processor.tokenizer.eos_token_id,
                              pad_token_id=processor.tokenizer.pad_token_id)

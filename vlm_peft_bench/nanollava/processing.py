@@ -14,7 +14,8 @@ model sees never depends on files shipped with a checkpoint::
     [<|im_start|>system\n{system}<|im_end|>\n]<|im_start|>user\n<image>\n{text}<|im_end|>\n<|im_start|>assistant\n
 
 The system turn is present only when a system prompt is given (default: none). The single `<image>` is
-expanded to one token per image patch, which is what the native Llava model expects.
+expanded to one token per image patch, which is what the native Llava model expects. The user's text is data: a
+`<|im_end|>` or `<image>` written in a question is encoded as those characters, never as a control token.
 """
 
 from __future__ import annotations
@@ -50,11 +51,14 @@ def image_to_array(image: Image.Image, size: int) -> np.ndarray:
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
+ASSISTANT_TURN = "<|im_end|>\n<|im_start|>assistant\n"  # what follows the user's text
+
+
 def chatml_prompt(text: str, system_prompt: str | None = None, with_image: bool = True) -> str:
     """The ChatML prompt for one user turn, starting with the image token when there is an image."""
     system = f"<|im_start|>system\n{system_prompt}<|im_end|>\n" if system_prompt else ""
     image = f"{IMAGE_TOKEN}\n" if with_image else ""
-    return f"{system}<|im_start|>user\n{image}{text}<|im_end|>\n<|im_start|>assistant\n"
+    return f"{system}<|im_start|>user\n{image}{text}{ASSISTANT_TURN}"
 
 
 class NanoLlavaProcessor:
@@ -84,7 +88,23 @@ class NanoLlavaProcessor:
         return torch.from_numpy(np.stack([image_to_array(img, self.image_size) for img in images]))
 
     def _ids(self, prompt: str) -> list[int]:
-        """Token ids of a prompt, with its image token (if any) expanded to one id per image patch."""
+        """Token ids of a prompt, with its image token (if any) expanded to one id per image patch. In a prompt
+        made by `prompt`, special tokens are read only in the markup around the user's text, not in the text."""
+        for with_image in (True, False):
+            markup = self.prompt("", with_image)[:-len(ASSISTANT_TURN)]  # everything before the user's text
+            if prompt.startswith(markup) and prompt.endswith(ASSISTANT_TURN) and \
+                    len(prompt) >= len(markup) + len(ASSISTANT_TURN):
+                # the text's segment starts after the markup's last special token, as when the whole prompt is
+                # tokenized, so that an ordinary text gets exactly the same ids
+                last = IMAGE_TOKEN if with_image else "<|im_start|>"
+                head = markup[:markup.rindex(last) + len(last)]
+                text = prompt[len(head):len(prompt) - len(ASSISTANT_TURN)]
+                ids = self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+                return self._markup_ids(head) + ids + self._markup_ids(ASSISTANT_TURN)
+        return self._markup_ids(prompt)
+
+    def _markup_ids(self, prompt: str) -> list[int]:
+        """Token ids with special tokens read as such and the image token expanded."""
         before, sep, after = prompt.partition(IMAGE_TOKEN)
         if not sep:
             return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]

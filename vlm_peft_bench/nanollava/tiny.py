@@ -42,10 +42,11 @@ TINY_VISION = dict(
 def tokenizer_corpus() -> list[str]:
     """Texts the tiny tokenizer is trained on: cvbench_mini prompts and choices, pre-training questions and
     answers, and ChatML framing."""
+    from vlm_peft_bench.scoring.cvbench import POST_PROMPT
     from vlm_peft_bench.synthetic.cvbench_scenes import TOKENIZER_SPLIT_SIZES, generate_split
     from vlm_peft_bench.synthetic.pretrain_scenes import corpus_sample
 
-    texts = ["user\n", "assistant\n", "system\n", "Answer with the option's letter from the given choices directly."]
+    texts = ["user\n", "assistant\n", "system\n", POST_PROMPT.strip()]
     texts += corpus_sample()
     for split in ("train", "test"):
         for item in generate_split(split, TOKENIZER_SPLIT_SIZES[split]):

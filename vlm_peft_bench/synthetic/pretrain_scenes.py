@@ -18,6 +18,7 @@ import random
 
 from PIL import Image
 
+from vlm_peft_bench.scoring.cvbench import POST_PROMPT
 from vlm_peft_bench.synthetic.cvbench_scenes import (
     BOX_COLOURS,
     COLOURS,
@@ -36,7 +37,7 @@ from vlm_peft_bench.synthetic.cvbench_scenes import (
     format_prompt,
 )
 
-MC_POST_PROMPT = "\nAnswer with the option's letter from the given choices directly."
+MC_POST_PROMPT = POST_PROMPT  # the same instruction as cvbench's, so the base learns the format
 
 NUMBER_WORDS = {0: "no", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 
