@@ -78,7 +78,7 @@ def check_reproduced(name: str, expected: dict, data: dict, answers: list, limit
 
 def test_zoo_has_a_card_per_reference_recipe():
     recipes = {yaml.safe_load(c.read_text())["recipe"] for c in CARDS}
-    assert {"reft-r4-all", "lora-r8", "full-ft", "prefix-16", "pt-lora"} <= recipes
+    assert {"reft-r4-all", "lora-r8", "dora-r8", "full-ft", "prefix-16", "pt-lora"} <= recipes
 
 
 @pytest.mark.parametrize("card_path", CARDS, ids=[c.stem.split("__")[0] for c in CARDS])
