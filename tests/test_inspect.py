@@ -32,7 +32,7 @@ def inspect_json(capsys, *args):
 def test_zoo_adapter_matches_its_card(card_path, capsys):
     card = yaml.safe_load(card_path.read_text())
     report = inspect_json(capsys, str(REPO / card["weights"]), "--base", card["base"]["name"])
-    assert report["format"] == method_table()[card["method"]].format
+    assert report["format"] == method_table()[card["method"]].format and report["method"] == card["method"]
     assert report["sha256"] == card["adapter_hash"]
     tiny, = [b for b in report["bases"] if b["base"] == card["base"]["name"]]
     assert tiny["loads"] and tiny["problem"] is None

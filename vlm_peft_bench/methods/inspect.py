@@ -1,9 +1,10 @@
 """`vlm-peft-bench inspect ADAPTER`: what an adapter folder (or Hub id) is, in seconds, without model weights.
 
-Format, method and settings, the base it names, the module names it refers to and their naming layout,
-trainable parameters (against nanoLLaVA's published architecture and `--base`, on the meta device), its sha256,
-and whether `vlreft` will load it on each base, with the loader's own checks (run against a meta-device base; the
-adapter's own tensors are read, since they are small, except a full fine-tune's, whose headers are).
+Format, method (the registry's name) and what the files hold, settings, the base it names, the module names it
+refers to and their naming layout, trainable parameters (against nanoLLaVA's published architecture and `--base`,
+on the meta device), its sha256, and whether `vlreft` will load it on each base, with the loader's own checks (run
+against a meta-device base; the adapter's own tensors are read, since they are small, except a full fine-tune's,
+whose headers are).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from vlm_peft_bench.methods.attach import adapter_hash, resolve_adapter
 from vlm_peft_bench.methods.base import MethodFamily
 from vlm_peft_bench.methods.params import account
 from vlm_peft_bench.methods.registry import family_for_folder
+from vlm_peft_bench.methods.table import method_name
 from vlm_peft_bench.nanollava.layouts import LAYOUTS
 
 # -- module names and their layout
@@ -67,7 +69,8 @@ def inspect_adapter(adapter: str, base: str | None = None) -> dict:
     info, family = family_for_folder(folder)
     kind = info.format
     try:
-        method, settings = family.describe(folder)
+        holds, settings = family.describe(folder)
+        method = method_name(folder, info)
         names = family.module_names(folder)
         named_base = family.named_base(folder)
     except (OSError, ValueError, KeyError, IndexError, TypeError) as err:
@@ -76,8 +79,8 @@ def inspect_adapter(adapter: str, base: str | None = None) -> dict:
         raise AdapterError(f"{folder}: a {kind} adapter whose files cannot be read ({type(err).__name__}: {err})"
                            ) from err
     bases = ["nanollava"] + ([base] if base and base != "nanollava" else [])
-    return {"adapter": adapter, "folder": str(folder), "format": kind, "method": method, "settings": settings,
-            "named_base": named_base, "layout": name_layout(names), "module_names": len(names),
+    return {"adapter": adapter, "folder": str(folder), "format": kind, "method": method, "holds": holds,
+            "settings": settings, "named_base": named_base, "layout": name_layout(names), "module_names": len(names),
             "sha256": adapter_hash(folder), "bases": [_on_base(folder, b, family) for b in bases]}
 
 
@@ -86,7 +89,8 @@ def format_inspection(report: dict) -> str:
     settings = report["settings"]
     flat = settings if report["format"] != "pt-lora" else {f"{k}.{s}": v for k in settings
                                                             for s, v in settings[k].items()}
-    rows = [("adapter", report["adapter"]), ("format", report["format"]), ("method", report["method"])]
+    rows = [("adapter", report["adapter"]), ("format", report["format"]),
+            ("method", f"{report['method']} ({report['holds']})")]
     rows += [(f"  {k}", ", ".join(map(str, v)) if isinstance(v, list) else str(v)) for k, v in flat.items()]
     rows += [("named base", report["named_base"] or "-"), ("layout", f"{report['layout']} "
              f"({report['module_names']} module names)"), ("sha256", report["sha256"])]
