@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from vlm_peft_bench.nanollava.config import TINY_TEXT, TINY_VISION
 from vlm_peft_bench.nanollava.layouts import ORIGINAL, native_layout, rename
 from vlm_peft_bench.nanollava.loading import TINY_DIR, load_nanollava
-from vlm_peft_bench.nanollava.tiny import TINY_TEXT, TINY_VISION
 
 
 def to_original(state, model):

@@ -18,9 +18,9 @@ import vlm_peft_bench.scoring as scoring
 from vlm_peft_bench.lmms import caption_vqa_metrics as cvm
 from vlm_peft_bench.lmms.dataset_task import DatasetError
 from vlm_peft_bench.paths import tasks_dir
-from vlm_peft_bench.synthetic.caption_references import generate_captions
-from vlm_peft_bench.synthetic.vqa_answers import generate_vqa
-from vlm_peft_bench.synthetic.write_caption_vqa_mini import COCO_CAPTION_FEATURES, VQA_V2_FEATURES
+from vlm_peft_bench_build.synthetic.caption_references import generate_captions
+from vlm_peft_bench_build.synthetic.vqa_answers import generate_vqa
+from vlm_peft_bench_build.synthetic.write_caption_vqa_mini import COCO_CAPTION_FEATURES, VQA_V2_FEATURES
 
 from .conftest import REPO, two_process_command
 

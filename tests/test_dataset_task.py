@@ -9,7 +9,7 @@ from PIL import Image
 
 from vlm_peft_bench.lmms.dataset_task import DatasetError
 from vlm_peft_bench.paths import tasks_dir
-from vlm_peft_bench.synthetic.write_cvbench_mini import CVBENCH_FEATURES
+from vlm_peft_bench_build.synthetic.write_cvbench_mini import CVBENCH_FEATURES
 
 from .conftest import MINI
 

@@ -12,8 +12,8 @@ from vlm_peft_bench.leaderboard import SCHEMA_ID, SCHEMA_VERSION, LeaderboardErr
 from vlm_peft_bench.leaderboard.build import OUTPUTS, build, collect, render_outputs
 from vlm_peft_bench.leaderboard.document import SCHEMA
 from vlm_peft_bench.leaderboard.pareto import pareto_front
-from vlm_peft_bench.leaderboard.spectrum import cumulative, effective_rank, effective_rank_ratio, singular_values
 from vlm_peft_bench.leaderboard.tasks import spec_for
+from vlm_peft_bench.scoring.spectrum import cumulative, effective_rank, effective_rank_ratio, singular_values
 
 from .conftest import REPO
 from .test_leaderboard_factory import ADAPTERS, TEMPLATE, standard_inputs, write_card, write_run

@@ -412,7 +412,7 @@ def test_model_args_as_an_object_is_read_like_the_string(good):
 
 
 def test_repr_rank_files_are_written_whole(tmp_path):
-    from vlm_peft_bench.leaderboard.repr_rank import write
+    from vlm_peft_bench.measure.repr_rank import write
 
     document = {"adapter": None, "base": {"name": "nanollava-tiny"}, "task": "cvbench_mini", "n": 3}
     path = write(document, tmp_path)

@@ -9,7 +9,7 @@ import torch
 
 from vlm_peft_bench.cli import main
 from vlm_peft_bench.leaderboard.build import collect
-from vlm_peft_bench.leaderboard.repr_rank import final_layer_features
+from vlm_peft_bench.measure.repr_rank import final_layer_features
 from vlm_peft_bench.runner import Runner
 from vlm_peft_bench.train.data import Example
 

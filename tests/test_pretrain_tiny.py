@@ -7,13 +7,15 @@ import subprocess
 import sys
 
 from vlm_peft_bench.nanollava.loading import TINY_DIR, load_nanollava
-from vlm_peft_bench.synthetic.cvbench_scenes import (
+from vlm_peft_bench_build.synthetic.cvbench_scenes import (
     COUNT_TEMPLATE,
     DEPTH_TEMPLATE,
     DISTANCE_TEMPLATE,
     RELATION_TEMPLATE,
 )
-from vlm_peft_bench.synthetic.pretrain_scenes import multiple_choice, scene_examples
+from vlm_peft_bench_build.synthetic.pretrain_scenes import multiple_choice, scene_examples
+
+from .conftest import REPO
 
 
 def test_pretraining_questions_are_not_cvbench_questions():
@@ -53,10 +55,10 @@ def test_multiple_choice_only_for_other_kinds_with_the_right_option_lettered():
 
 def test_script_runs_and_writes_a_loadable_model(tmp_path):
     out = tmp_path / "pt"
-    cmd = [sys.executable, "-m", "vlm_peft_bench.nanollava.pretrain_tiny", "--device", "cpu", "--steps", "3",
+    cmd = [sys.executable, "-m", "vlm_peft_bench_build.pretrain_tiny", "--device", "cpu", "--steps", "3",
            "--scenes", "40", "--heldout-scenes", "5", "--batch-size", "4", "--workers", "1", "--warmup", "1",
            "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)  # a checkout's package
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((out / "pretrain.json").read_text())
     assert report["steps_done"] == 3 and "cvbench_mini_zero_shot" in report
@@ -69,7 +71,7 @@ def test_committed_base_records_its_pretraining():
 
 
 def test_committed_tokenizer_is_the_one_its_corpus_trains():
-    from vlm_peft_bench.nanollava.tiny import tokenizer_corpus, train_tokenizer
+    from vlm_peft_bench_build.tiny import tokenizer_corpus, train_tokenizer
 
     new = json.loads(train_tokenizer(tokenizer_corpus()).backend_tokenizer.to_str())["model"]
     old = json.loads((TINY_DIR / "tokenizer.json").read_text())["model"]

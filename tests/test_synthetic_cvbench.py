@@ -2,8 +2,8 @@ import collections
 
 import numpy as np
 
-from vlm_peft_bench.synthetic.cvbench_scenes import LETTERS, format_prompt, generate_split
-from vlm_peft_bench.synthetic.write_cvbench_mini import CVBENCH_FEATURES
+from vlm_peft_bench_build.synthetic.cvbench_scenes import LETTERS, format_prompt, generate_split
+from vlm_peft_bench_build.synthetic.write_cvbench_mini import CVBENCH_FEATURES
 
 CVBENCH_COLUMNS = {
     "idx", "type", "task", "image", "question", "choices", "answer", "prompt", "filename", "source",

@@ -65,6 +65,7 @@ def test_wheel_contents(site):
         assert (package / name).is_file(), name
     assert not (package / "_bundled/adapters_zoo/weights").exists()  # the zoo's weights do not ship
     assert not (site / "tasks").exists()  # nothing outside the package
+    assert not (site / "vlm_peft_bench_build").exists()  # the build scripts run from a checkout only
     source_packages = {p.parent.relative_to(REPO).as_posix() for p in (REPO / "vlm_peft_bench").rglob("__init__.py")}
     assert all((site / p / "__init__.py").is_file() for p in source_packages), "a package missing from pyproject"
 

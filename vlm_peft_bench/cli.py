@@ -6,6 +6,10 @@ stderr (library notices, progress), and only the document is written to the real
 
 An expected failure (bad input, an unusable adapter, model or results file, an output folder in the way) prints
 `vlm-peft-bench <command>: <reason>` on stderr and exits with status 2; any other error keeps its traceback.
+
+This module is the top of the import layers (README, "Layout"): it wires every command to its layer. Each command
+imports its layer when it runs, so that `--version`, `--help` and `tasks-path` never import torch (and
+`leaderboard build` never imports a model).
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ import argparse
 import contextlib
 import json
 import sys
+from pathlib import Path
 
 from vlm_peft_bench import __version__
 from vlm_peft_bench.errors import VlmPeftBenchError
+from vlm_peft_bench.paths import reported_rows, tasks_dir, zoo_dir
+from vlm_peft_bench.quiet import stdout_to_stderr
 
 
 def _emit(args: argparse.Namespace, json_text: str, text: str) -> None:
@@ -47,8 +54,6 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _tasks_path(args: argparse.Namespace) -> int:
-    from vlm_peft_bench.paths import tasks_dir
-
     try:
         print(tasks_dir())
     except FileNotFoundError as err:
@@ -58,9 +63,6 @@ def _tasks_path(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from vlm_peft_bench.paths import zoo_dir
     from vlm_peft_bench.train.trainer import train
 
     layers = args.layers
@@ -82,10 +84,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _leaderboard_build(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from vlm_peft_bench.leaderboard.build import build
-    from vlm_peft_bench.paths import reported_rows
 
     reported = reported_rows() if args.reported == "bundled" else Path(args.reported) if args.reported else None
     doc = build([Path(p) for p in args.results], Path(args.out), zoo=Path(args.zoo) if args.zoo else None,
@@ -104,7 +103,7 @@ def _leaderboard_build(args: argparse.Namespace) -> int:
 
 
 def _repr_rank(args: argparse.Namespace) -> int:
-    from vlm_peft_bench.leaderboard.repr_rank import default_name, repr_rank, write
+    from vlm_peft_bench.measure.repr_rank import default_name, repr_rank, write
 
     document = repr_rank(args.base, args.task, adapter=args.adapter, limit=args.limit, positions=args.positions,
                          device=args.device, batch_size=args.batch_size)
@@ -189,8 +188,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)  # --version and --help end here, before anything heavy is imported
-    from vlm_peft_bench.quiet import stdout_to_stderr
-
     args.real_stdout = sys.stdout
     quiet = stdout_to_stderr() if getattr(args, "json", False) else contextlib.nullcontext()
     try:

@@ -68,6 +68,13 @@ def project_root() -> Path:
     return checkout_root() or Path.cwd()
 
 
+def display_path(path: Path) -> str:
+    """Paths inside the project root relative to it, so outputs (leaderboards, repr-rank files) do not name one
+    machine; any other path as given."""
+    root, resolved = project_root(), Path(path).resolve()
+    return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else Path(path).as_posix()
+
+
 def zoo_dir() -> Path:
     """Where `train` writes adapters and cards by default: the checkout's adapters_zoo/, or ./adapters_zoo when
     installed (the zoo's weights and cards do not ship)."""

@@ -1,4 +1,5 @@
-"""What travels with every result: exact versions, the prompt template, and hashes of the model's files."""
+"""What travels with every result: exact versions and file hashes (the model's part, with its prompt template, is
+`vlm_peft_bench.nanollava.provenance`). Plain utilities: this module imports nothing of the project."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 from pathlib import Path
 
 # Layout of the vlm_peft_bench block in results files; bump when a reader must know. The leaderboard reads
-# it from here (leaderboard/layout.py), so this module imports nothing heavy at the top.
+# it from here (leaderboard/layout.py), so this module imports nothing heavy.
 SCHEMA_VERSION = 1
 PACKAGES = ("vlm-peft-bench", "lmms-eval", "torch", "transformers", "peft", "pyreft", "pyvene", "accelerate",
             "datasets", "tokenizers", "pillow")
@@ -42,20 +43,3 @@ def package_versions() -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     return versions
-
-
-def model_provenance(pretrained: str, system_prompt: str | None = None) -> dict:
-    """Provenance of a `vlreft` run's model: where it came from, file hashes, prompt template, versions."""
-    from vlm_peft_bench.nanollava.loading import resolve_pretrained
-    from vlm_peft_bench.nanollava.processing import chatml_prompt
-
-    folder = resolve_pretrained(pretrained)
-    hashes = folder_hashes(folder)
-    return {
-        "pretrained": pretrained,
-        "model_folder": str(folder),
-        "model_files_sha256": hashes,
-        "model_hash": combined_hash(hashes),
-        "prompt_template": chatml_prompt("{prompt}", system_prompt),
-        "versions": package_versions(),
-    }

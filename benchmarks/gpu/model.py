@@ -28,12 +28,10 @@ class Request:
 
 def model_sizes(size: str) -> tuple[dict, dict]:
     """(text, vision) config dicts: nanoLLaVA's (`full`) or a toy at the tiny checkpoint's dimensions (`toy`)."""
-    from vlm_peft_bench.nanollava.config import NANOLLAVA_TEXT, NANOLLAVA_VISION
+    from vlm_peft_bench.nanollava.config import NANOLLAVA_TEXT, NANOLLAVA_VISION, TINY_TEXT, TINY_VISION
 
     if size == "full":
         return dict(NANOLLAVA_TEXT), dict(NANOLLAVA_VISION)
-    from vlm_peft_bench.nanollava.tiny import TINY_TEXT, TINY_VISION
-
     # more rows than the tokenizer has ids, as at full size, so that the zeroed-row path is exercised
     return dict(TINY_TEXT, vocab_size=4096), dict(TINY_VISION)
 

@@ -21,6 +21,7 @@ import torch
 from transformers import LlavaConfig, LlavaForConditionalGeneration
 
 from vlm_peft_bench.adapters.detect import AdapterError
+from vlm_peft_bench.adapters.interventions import INTERVENTIONS
 from vlm_peft_bench.nanollava.checkpoint import (
     config_from_original,
     is_original_config,
@@ -28,6 +29,7 @@ from vlm_peft_bench.nanollava.checkpoint import (
     read_config,
 )
 from vlm_peft_bench.nanollava.config import NANOLLAVA_IMAGE_TOKEN_ID, nanollava_config
+from vlm_peft_bench.nanollava.loading import resolve_pretrained
 
 COMPONENTS = ("vision_tower", "projector", "language_model")
 
@@ -36,8 +38,6 @@ def base_config(base: str) -> LlavaConfig:
     """`nanollava` (the published architecture), `nanollava-tiny`, or a model folder (its config.json only)."""
     if base == "nanollava":
         return nanollava_config()
-    from vlm_peft_bench.nanollava.loading import resolve_pretrained
-
     raw = read_config(resolve_pretrained(base))
     if is_original_config(raw):
         return config_from_original(raw, NANOLLAVA_IMAGE_TOKEN_ID)
@@ -69,8 +69,6 @@ def component_totals(model: torch.nn.Module) -> dict[str, int]:
 def reft_intervention_size(intervention: str, hidden: int, rank: int, add_bias: bool = True) -> int:
     """Parameters of one pyreft intervention, counted on a real instance of (our reimplementation of) its class:
     trainable parameters only, not pyvene's `embed_dim` buffers nor the orthogonal parametrisation's base."""
-    from vlm_peft_bench.adapters.interventions import INTERVENTIONS
-
     cls = INTERVENTIONS.get(intervention)
     if cls is None:
         raise AdapterError(f"unknown pyreft intervention type {intervention!r}")

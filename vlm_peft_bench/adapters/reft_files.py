@@ -27,6 +27,7 @@ import torch
 import transformers
 
 from vlm_peft_bench.adapters.interventions import type_string
+from vlm_peft_bench.nanollava.layouts import TRANSFORMERS_4_45
 
 CONFIG_FILE = "config.json"
 META_FILE = "vlm_peft_bench.json"
@@ -99,6 +100,4 @@ def save_reft_folder(folder: Path, entries: list[ReftEntry], positions: str | No
 
 def layer_component(layer: int) -> str:
     """pyvene's component string for the output of decoder layer `layer`, under pyreft's (transformers 4.45) names."""
-    from vlm_peft_bench.nanollava.layouts import TRANSFORMERS_4_45
-
     return f"{TRANSFORMERS_4_45.text}.layers[{layer}].output"

@@ -13,17 +13,19 @@ adapters zoo's cards, published numbers from a YAML file and `repr-rank` files, 
     compare    what makes two results comparable; groups; refusal messages
     ci         bootstrap 95% intervals from per-sample logs
     cards      the zoo's adapter cards, by adapter hash
-    identify   method, adapter id and parameter counts of a row
+    identify   method, adapter id and parameter counts of a row (from the results' provenance or the card)
     reported   published rows from a YAML file
     pareto     the Pareto frontier (lower fraction, higher score)
-    spectrum   singular-value spectrum and effective rank ratio (pure maths)
-    repr_rank  final-layer representations of a base (+ adapter) on a task's test items
+    repr_rank  repr-rank documents (`vlm-peft-bench repr-rank`, vlm_peft_bench/measure/) read and checked
     document   the leaderboard document (leaderboard.json) and its schema
     tables     leaderboard.csv and leaderboard.md
     plots      the scatter and repr-rank plots (PNG, SVG; byte-stable)
     page       index.html (inline CSS, JS and data)
     browser    headless Chromium over the DevTools pipe (for checking the page)
     build      reads the inputs and writes every output
+
+It only reads files, plus the method registry's plain table (`vlm_peft_bench.methods.table`: names, colours); it
+never imports code that loads a model or an adapter (tests/test_import_layers.py checks this).
 """
 
 from vlm_peft_bench.errors import VlmPeftBenchError

@@ -24,8 +24,9 @@ from vlm_peft_bench.leaderboard.document import SCHEMA, build_document
 from vlm_peft_bench.leaderboard.problems import BadFile, BadInputs, Problem, ordered
 from vlm_peft_bench.leaderboard.reported import load_reported
 from vlm_peft_bench.leaderboard.repr_rank import read_repr_files
-from vlm_peft_bench.leaderboard.results import TaskResult, attach_samples, display_path, find_results, read_results
+from vlm_peft_bench.leaderboard.results import TaskResult, attach_samples, find_results, read_results
 from vlm_peft_bench.leaderboard.tasks import spec_for
+from vlm_peft_bench.paths import display_path
 
 NO_PROVENANCE = ("no vlm_peft_bench provenance block (plain lmms-eval, an older vlm-peft-bench, or a run stopped "
                  "before the block was written): base and adapter hashes unknown, so its rows are kept apart from "

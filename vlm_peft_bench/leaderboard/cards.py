@@ -16,7 +16,7 @@ import yaml
 from vlm_peft_bench.leaderboard import LeaderboardError
 from vlm_peft_bench.leaderboard.problems import BadFile, Problem
 from vlm_peft_bench.leaderboard.readfile import kind_of, yaml_problem
-from vlm_peft_bench.leaderboard.results import display_path
+from vlm_peft_bench.paths import display_path
 
 FIX = "regenerate it with `vlm-peft-bench train` (or fix it by hand), or move it out of the zoo folder"
 

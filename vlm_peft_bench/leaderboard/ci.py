@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from vlm_peft_bench.errors import VlmPeftBenchError
+from vlm_peft_bench.scoring.cvbench import SCORE_KEYS, cvbench_scores
 
 DRAWS = 1000
 SEED = 0
@@ -23,8 +24,6 @@ class UnscorableLog(VlmPeftBenchError, ValueError):
 
 def _cvbench(samples: list[dict], metrics: tuple[str, ...]) -> tuple[list, Callable[[list], dict[str, float]]]:
     """CV-Bench's official aggregation over the per-item records lmms-eval logged under the metric names."""
-    from vlm_peft_bench.scoring.cvbench import SCORE_KEYS, cvbench_scores
-
     key = next((m for m in metrics if m in samples[0]), None) or next(
         k for k, v in samples[0].items() if isinstance(v, dict) and "correct" in v)
     records = [s[key] for s in samples]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 
-from vlm_peft_bench.leaderboard import SCHEMA_ID, SCHEMA_VERSION, ci, spectrum
+from vlm_peft_bench.leaderboard import SCHEMA_ID, SCHEMA_VERSION, LeaderboardError, ci
 from vlm_peft_bench.leaderboard.compare import Board, Group, row_key
 from vlm_peft_bench.leaderboard.identify import identify
 from vlm_peft_bench.leaderboard.pareto import pareto_front
 from vlm_peft_bench.leaderboard.results import TaskResult
 from vlm_peft_bench.leaderboard.tasks import metrics_of, spec_for
 from vlm_peft_bench.methods.table import PARAMS_DEFINITION
+from vlm_peft_bench.scoring import spectrum
 
 DEFINITIONS = {
     "fraction": None,  # filled from vlm_peft_bench.methods.table.PARAMS_DEFINITION
@@ -89,7 +90,7 @@ def measured_rows(board: Board, cards: dict, repr_docs: list[dict]) -> list[dict
         for result in group.members:
             key = row_key(result)
             if key not in rows:
-                who = identify(result.base, result.adapter, cards)
+                who = identify(result.base, result.adapter, cards, result.params, result.adapter_method)
                 params = who["params"]
                 params = {**params, "fraction": _sig(params["fraction"])}
                 label = who["adapter_id"] or "untrained base"
@@ -116,8 +117,6 @@ def _match_repr(row: dict, board: Board, task: str, repr_docs: list[dict]) -> di
                     d["base"]["name"] == board.key["base"])
                and (d["adapter"] or {}).get("sha256") == row["adapter_hash"]]
     if len(matches) > 1:
-        from vlm_peft_bench.leaderboard import LeaderboardError
-
         raise LeaderboardError(f"several repr-rank files for {row['label']} on {task}: "
                                + ", ".join(d["_file"] for d in matches) + "; keep one")
     return _repr_summary(matches[0]) if matches else None

@@ -1,5 +1,6 @@
-"""What a row is: its method, adapter id and parameter counts, from the adapter's card when the zoo has one,
-else counted from the adapter's files (`vlm_peft_bench.adapters.accounting`)."""
+"""What a row is: its method, adapter id and parameter counts. The counts come from the results file's provenance
+block (our `lmms_eval` records the evaluated base's and adapter's counts there), else from the adapter's card in
+the zoo, else they are unknown; the leaderboard counts nothing itself (it loads no model and no adapter)."""
 
 from __future__ import annotations
 
@@ -7,64 +8,44 @@ from pathlib import Path
 
 from vlm_peft_bench.leaderboard.cards import base_totals
 
+RERUN = "re-run the evaluation with vlm-peft-bench's `lmms_eval`, which records them"
 
-def _total(base: dict, cards: dict) -> int | None:
-    totals = base_totals(cards)
-    if base.get("hash") in totals:
-        return totals[base["hash"]]
-    try:
-        from vlm_peft_bench.methods.params import account
 
-        return int(account(base["name"])["total"])
-    except Exception:  # an unreachable Hub id, a folder no longer there: the total stays unknown
+def recorded_counts(params: dict | None) -> dict | None:
+    """{trainable, total, fraction} from a provenance block's `params` ({"unknown": reason} or absent: None)."""
+    if not params or "unknown" in params:
         return None
+    return {"trainable": int(params["trainable"]), "total": int(params["total"]),
+            "fraction": float(params["fraction"])}
 
 
-def identify(base: dict, adapter: dict | None, cards: dict[str, dict]) -> dict:
-    """{method, adapter_id, adapter_hash, card, params: {trainable, total, fraction, source}, training_seed, note}."""
+def identify(base: dict, adapter: dict | None, cards: dict[str, dict], params: dict | None = None,
+             method: str | None = None) -> dict:
+    """{method, adapter_id, adapter_hash, card, params: {trainable, total, fraction, source}, training_seed, note}.
+    `params` and `method` are what the results file's provenance block records (absent in older files)."""
+    recorded = recorded_counts(params)
     if adapter is None:
-        total = _total(base, cards)
+        total = recorded["total"] if recorded else base_totals(cards).get(base.get("hash"))
         return {"method": "base", "adapter_id": None, "adapter_hash": None, "card": None, "training_seed": None,
-                "params": {"trainable": 0, "total": total, "fraction": 0.0 if total else None,
-                           "source": "untrained base"}, "note": None}
+                "params": {"trainable": 0, "total": total, "fraction": 0.0, "source": "untrained base"},
+                "note": None}
     digest = adapter.get("sha256")
     card = cards.get(digest) if digest else None
     if card is not None:
-        params = card["params"]
+        counts = recorded or {key: card["params"][key] for key in ("trainable", "total", "fraction")}
         return {"method": card["method"], "adapter_id": card["id"], "adapter_hash": digest,
                 "card": card["_file"], "training_seed": card.get("seed"),
-                "params": {"trainable": int(params["trainable"]), "total": int(params["total"]),
-                           "fraction": float(params["fraction"]), "source": "card"}, "note": None}
-    return _from_files(base, adapter, cards)
-
-
-def _from_files(base: dict, adapter: dict, cards: dict) -> dict:
-    from vlm_peft_bench.paths import project_root
-
-    path = Path(adapter.get("path") or "")
-    if not path.is_dir() and not path.is_absolute() and (project_root() / path).is_dir():
-        path = project_root() / path  # a run made from the repository root, built from elsewhere
-    unknown = {"method": "unknown", "adapter_id": path.name or None, "adapter_hash": adapter.get("sha256"),
-               "card": None, "training_seed": None,
-               "params": {"trainable": None, "total": None, "fraction": None, "source": None}}
-    from vlm_peft_bench.adapters.detect import AdapterError
-    from vlm_peft_bench.methods.attach import adapter_hash
-    from vlm_peft_bench.methods.params import account
-    from vlm_peft_bench.methods.table import method_name
-
-    if not path.is_dir():
-        return {**unknown, "note": f"no card matches the adapter's hash and its folder {path} is not here: "
-                                   "parameters unknown"}
-    if adapter.get("sha256") and adapter_hash(path) != adapter["sha256"]:
-        return {**unknown, "note": f"no card matches the adapter's hash, and the files in {path} changed since "
-                                   "the run: parameters unknown (re-run the evaluation)"}
-    try:
-        report = account(base["name"], adapter=str(path))
-        method = method_name(path)
-    except (AdapterError, OSError, ValueError) as err:
-        return {**unknown, "note": f"cannot count the adapter's parameters: {err}"}
-    return {"method": method, "adapter_id": path.name,
-            "adapter_hash": adapter.get("sha256") or adapter_hash(path), "card": None, "training_seed": None,
-            "params": {"trainable": int(report["trainable"]), "total": int(report["total"]),
-                       "fraction": float(report["fraction"]), "source": "adapter files"},
-            "note": "no card in the zoo: counted from the adapter's files"}
+                "params": {"trainable": int(counts["trainable"]), "total": int(counts["total"]),
+                           "fraction": float(counts["fraction"]), "source": "results file" if recorded else "card"},
+                "note": None}
+    row = {"method": method or "unknown", "adapter_id": Path(adapter.get("path") or "").name or None,
+           "adapter_hash": digest, "card": None, "training_seed": None}
+    if recorded:
+        return {**row, "params": {**recorded, "source": "results file"},
+                "note": "no card in the zoo: parameters as counted when it was evaluated (results file)"}
+    unknown = {"trainable": None, "total": None, "fraction": None, "source": None}
+    if params and "unknown" in params:
+        why = f"they could not be counted when it was evaluated ({params['unknown']})"
+    else:
+        why = f"the results file records no parameter counts ({RERUN})"
+    return {**row, "params": unknown, "note": f"no card matches the adapter's hash and {why}: parameters unknown"}

@@ -9,7 +9,9 @@ The `vlm_peft_bench` provenance block our `lmms_eval` command adds: optional (pl
 before the block was written, have none: hashes are then unknown and the builder says so in a note). Its
 `schema_version` is 1 when absent: every block written so far (pretrained, model_hash, prompt_template,
 versions; adapter and notes since they exist) is version 1, and later additions within version 1 (such as
-`failures`) are only ever new keys, which the reader ignores. A version it does not know is refused.
+`failures`, `params` and `adapter.method`) are only ever new keys: the reader ignores those it does not use and
+checks those it reads (`params`: the evaluated model's {trainable, total, fraction}, or {"unknown": reason}; the
+leaderboard takes a row's parameter counts from it). A version it does not know is refused.
 """
 
 from __future__ import annotations
@@ -118,9 +120,27 @@ def provenance_problems(block) -> list[str]:
     adapter = block.get("adapter")
     problems += _type_problem("vlm_peft_bench.adapter", adapter, (dict, type(None)), "an object")
     if isinstance(adapter, dict):
-        for key in ("path", "sha256"):
+        for key in ("path", "sha256", "method"):
             problems += _type_problem(f"vlm_peft_bench.adapter.{key}", adapter.get(key), (str, type(None)),
                                       "a string")
+    params = block.get("params")
+    problems += _type_problem("vlm_peft_bench.params", params, (dict, type(None)), "an object")
+    return problems + (_params_problems(params) if isinstance(params, dict) else [])
+
+
+def _params_problems(params: dict) -> list[str]:
+    """The evaluated model's parameter counts: {trainable, total, fraction}, or {"unknown": reason}."""
+    if "unknown" in params:
+        return _type_problem("vlm_peft_bench.params.unknown", params["unknown"], (str,), "a string (the reason)")
+    problems = []
+    for key, meaning in (("trainable", "a whole number >= 0"), ("total", "a whole number > 0"),
+                         ("fraction", "a number in [0, 1]")):
+        value = params.get(key)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = number and (0 <= value <= 1 if key == "fraction" else isinstance(value, int) and value >= (key == "total"))
+        if not ok:
+            shown = repr(value) if number else "missing" if key not in params else kind_of(value)
+            problems.append(f"'vlm_peft_bench.params.{key}' is {shown}, expected {meaning}")
     return problems
 
 

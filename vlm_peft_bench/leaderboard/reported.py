@@ -28,7 +28,7 @@ import yaml
 from vlm_peft_bench.leaderboard import LeaderboardError
 from vlm_peft_bench.leaderboard.problems import BadFile
 from vlm_peft_bench.leaderboard.readfile import kind_of, yaml_problem
-from vlm_peft_bench.leaderboard.results import display_path
+from vlm_peft_bench.paths import display_path
 
 REQUIRED_SOURCE = ("id", "title", "base", "task", "setting", "metric", "unit", "rows")
 REQUIRED_ROW = ("method", "label", "trainable_percent", "value")

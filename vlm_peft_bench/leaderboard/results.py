@@ -23,6 +23,7 @@ from vlm_peft_bench.leaderboard.layout import RERUN_LMMS, UPGRADE, is_version_pr
 from vlm_peft_bench.leaderboard.problems import BadFile, Problem
 from vlm_peft_bench.leaderboard.readfile import read_json
 from vlm_peft_bench.leaderboard.samples import read_samples
+from vlm_peft_bench.paths import display_path
 
 
 @dataclass
@@ -48,14 +49,8 @@ class TaskResult:
     samples_note: str | None = None  # why the sample log gives no interval (incomplete, or left out as bad)
     samples_problem: Problem | None = None  # a bad sample log, for the builder to refuse or leave out
     provenance: bool = True  # False: no vlm_peft_bench block (plain lmms-eval): hashes unknown
-
-
-def display_path(path: Path) -> str:
-    """Paths inside the repository relative to its root, so outputs do not name one machine."""
-    from vlm_peft_bench.paths import project_root
-
-    root, resolved = project_root(), Path(path).resolve()
-    return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else Path(path).as_posix()
+    params: dict | None = None  # the block's parameter counts ({trainable, total, fraction} or {unknown}), if any
+    adapter_method: str | None = None  # the adapter's method as the block records it, if it does
 
 
 def find_results(dirs: list[Path]) -> list[Path]:
@@ -215,6 +210,7 @@ def read_results(path: Path, with_samples: bool = True) -> list[TaskResult]:
             fingerprint=fingerprint(task, data), date=_date(data), seeds=seeds, versions=versions,
             task_hash=_obj(data, "task_hashes").get(task), n=(_obj(data, "n-samples").get(task) or {}).get("effective"),
             model_args=model_args, notes=dict(block.get("notes") or {}), provenance=bool(block),
+            params=block.get("params"), adapter_method=(block.get("adapter") or {}).get("method"),
         )
         if with_samples:
             attach_samples(result, Path(path))

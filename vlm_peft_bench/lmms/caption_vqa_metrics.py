@@ -26,6 +26,7 @@ from collections import OrderedDict
 
 from loguru import logger
 
+from vlm_peft_bench import scoring  # its scorers are looked up at call time (tests may wrap them)
 from vlm_peft_bench.scoring import CAPTION_METRICS
 
 VQA_ANSWER_TYPES = {"yes/no": "vqa_accuracy_yes_no", "number": "vqa_accuracy_number", "other": "vqa_accuracy_other"}
@@ -76,8 +77,6 @@ def _score_captions(predictions: dict[str, str], references: dict[str, list[str]
     results JSON and prints in its table as it is; the full reason goes to the log (and, through our `lmms_eval`,
     into the results file's `vlm_peft_bench.notes`). A non-finite SPICE score is reported the same way.
     """
-    import vlm_peft_bench.scoring as scoring  # looked up at call time (tests may wrap the scorer)
-
     scores: dict[str, float | str] = dict(scoring.caption_scores(predictions, references))
     spice = scores.get("SPICE")
     if not (isinstance(spice, (int, float)) and math.isfinite(spice)):
@@ -136,8 +135,6 @@ def caption_aggregation(metric: str):
 def vqa_record(doc: dict, results: list) -> dict:
     """Official VQA accuracy of one answer: the prediction is the stripped response, nothing more (the
     official scorer does its own normalization)."""
-    from vlm_peft_bench.scoring import vqa_accuracy
-
     response = _response(results)
     prediction = response.strip()
     answers = [a["answer"] for a in doc["answers"]]
@@ -146,7 +143,7 @@ def vqa_record(doc: dict, results: list) -> dict:
         "answer_type": doc.get("answer_type"),
         "response": response,
         "prediction": prediction,
-        "accuracy": float(vqa_accuracy(prediction, answers)),
+        "accuracy": float(scoring.vqa_accuracy(prediction, answers)),
     }
 
 

@@ -30,9 +30,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from vlm_peft_bench.atomic import write_files
 from vlm_peft_bench.errors import VlmPeftBenchError
 from vlm_peft_bench.lmms.answer_log import Answer, RunSettings, failure_list, read_failures, set_run_settings
+from vlm_peft_bench.methods.table import method_name
 from vlm_peft_bench.paths import tasks_dir
+from vlm_peft_bench.provenance import SCHEMA_VERSION
+from vlm_peft_bench.scoring import spice_status
 
 SUBCOMMANDS = {"tasks", "models", "ui", "serve", "power", "version", "tui", "mcp"}
 ANSWER_LOG_FOLDER = "vlreft_answers"
@@ -177,25 +181,40 @@ def results_file(output_path: Path, results: dict) -> Path:
 
 
 def add_provenance(path: Path, model_args: str, failures: list[Answer]) -> None:
-    """Add a `vlm_peft_bench` block (versions, prompt template, model hashes, per-sample failures of its tasks)
-    to one results file."""
+    """Add a `vlm_peft_bench` block (versions, prompt template, model hashes, the adapter's hash and method, the
+    evaluated model's parameter counts, per-sample failures of its tasks) to one results file."""
     from lmms_eval.utils import simple_parse_args_string
 
-    from vlm_peft_bench.atomic import write_files
-    from vlm_peft_bench.provenance import SCHEMA_VERSION, model_provenance
+    # imported here: they import torch, which lmms-eval's own subcommands and the task-name check never need
+    from vlm_peft_bench.methods.attach import adapter_hash, resolve_adapter
+    from vlm_peft_bench.nanollava.provenance import model_provenance
 
     parsed = simple_parse_args_string(model_args) if model_args else {}
-    block = model_provenance(str(parsed.get("pretrained", "nanollava-tiny")), parsed.get("system_prompt"))
+    pretrained = str(parsed.get("pretrained", "nanollava-tiny"))
+    block = model_provenance(pretrained, parsed.get("system_prompt"))
+    folder = None
     if parsed.get("adapter"):
-        from vlm_peft_bench.methods.attach import adapter_hash, resolve_adapter
-
         folder = resolve_adapter(str(parsed["adapter"]))
         block["adapter"] = {"path": str(parsed["adapter"]), "sha256": adapter_hash(folder),
-                            "merge_lora": parsed.get("merge_lora", False)}
+                            "method": method_name(folder), "merge_lora": parsed.get("merge_lora", False)}
+    block["params"] = evaluated_params(pretrained, folder)
     data = json.loads(path.read_text())
     data["vlm_peft_bench"] = {"schema_version": SCHEMA_VERSION, **block, **_notes(data), **_failures(data, failures)}
     # replaced whole: a kill or a full disk now must not truncate a finished run's results
     write_files(path.parent, {path.name: json.dumps(data, indent=2, ensure_ascii=False).encode()})
+
+
+def evaluated_params(pretrained: str, adapter: Path | None) -> dict:
+    """{trainable, total, fraction} of the evaluated base (+ adapter), as `vlm-peft-bench params` counts them (the
+    leaderboard reads them here); {"unknown": reason} when they cannot be counted (the run's results stand)."""
+    from vlm_peft_bench.methods.params import account  # imports torch: see add_provenance
+
+    try:
+        report = account(pretrained, adapter=None if adapter is None else str(adapter))
+    except Exception as err:  # any failure to count leaves the counts unknown, with the reason
+        return {"unknown": f"{type(err).__name__}: {err}"}
+    return {"trainable": int(report["trainable"]), "total": int(report["total"]),
+            "fraction": float(report["fraction"])}
 
 
 def _notes(data: dict) -> dict:
@@ -203,8 +222,6 @@ def _notes(data: dict) -> dict:
     results = data.get("results", {})
     if not any(isinstance(scores.get("SPICE,none"), str) for scores in results.values()):
         return {}
-    from vlm_peft_bench.scoring import spice_status
-
     return {"notes": {"SPICE": spice_status() or "SPICE unavailable: see the run's log"}}
 
 

@@ -14,6 +14,7 @@ from vlm_peft_bench.adapters.reft import ReftAdapter
 from vlm_peft_bench.methods.base import LoadOptions
 from vlm_peft_bench.methods.registry import family_for_folder
 from vlm_peft_bench.methods.table import method_name
+from vlm_peft_bench.nanollava.loading import hub_snapshot, looks_like_hub_id
 from vlm_peft_bench.provenance import combined_hash, file_sha256
 
 ADAPTER_FILES = ["*.json", "*.safetensors", "*.bin"]  # .bin only ever loaded with weights_only=True
@@ -42,8 +43,6 @@ def adapter_hash(folder: Path) -> str:
 
 def resolve_adapter(adapter: str) -> Path:
     """A local adapter folder, or a Hub id downloaded (only when the Hub answers; never code files)."""
-    from vlm_peft_bench.nanollava.loading import hub_snapshot, looks_like_hub_id
-
     if looks_like_hub_id(adapter):
         return hub_snapshot(adapter, "adapter", ADAPTER_FILES, error=AdapterError)
     return Path(adapter).expanduser()

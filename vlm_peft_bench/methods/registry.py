@@ -8,7 +8,7 @@ from pathlib import Path
 
 from vlm_peft_bench.adapters.detect import AdapterError
 from vlm_peft_bench.methods.base import MethodFamily
-from vlm_peft_bench.methods.table import MethodInfo, method_table, recognise
+from vlm_peft_bench.methods.table import MethodInfo, formats, method_table, recognise
 
 
 def family(name: str) -> MethodFamily:
@@ -25,8 +25,6 @@ def family_of(info: MethodInfo) -> MethodFamily:
 
 def family_for_folder(folder: str | Path, adapter_type: str | None = None) -> tuple[MethodInfo, MethodFamily]:
     """The family whose saved folder this is; `adapter_type` (a saved format) must agree with what the files are."""
-    from vlm_peft_bench.methods.table import formats
-
     if adapter_type is not None and adapter_type not in formats():
         raise AdapterError(f"adapter_type={adapter_type!r}: use one of {', '.join(formats())}")
     info = recognise(folder)

@@ -28,6 +28,21 @@ NANOLLAVA_VISION = dict(
     vision_use_head=False,
 )
 
+# nanollava-tiny (vlm_peft_bench/assets/nanollava-tiny): the same module tree at toy size; its files are built by
+# `python -m vlm_peft_bench_build.tiny`.
+TINY_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", IMAGE_TOKEN]
+TINY_VOCAB = 1024
+TINY_TEXT = dict(
+    vocab_size=TINY_VOCAB, hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_attention_heads=4,
+    num_key_value_heads=4, hidden_act="silu", max_position_embeddings=2048, rope_theta=1_000_000.0,
+    rms_norm_eps=1e-6, tie_word_embeddings=False, use_sliding_window=False,
+    bos_token_id=TINY_SPECIAL_TOKENS.index("<|im_end|>"), eos_token_id=TINY_SPECIAL_TOKENS.index("<|im_end|>"),
+)
+TINY_VISION = dict(
+    hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4, image_size=64,
+    patch_size=8, num_channels=3, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, vision_use_head=False,
+)
+
 
 def llava_config(text: dict, vision: dict, image_token_index: int) -> LlavaConfig:
     """A Llava config in nanoLLaVA's layout: last vision layer's output, all patches, GELU projector."""
@@ -48,6 +63,11 @@ def llava_config(text: dict, vision: dict, image_token_index: int) -> LlavaConfi
 def nanollava_config() -> LlavaConfig:
     """The full-size nanoLLaVA architecture (about 1.05 B parameters)."""
     return llava_config(NANOLLAVA_TEXT, NANOLLAVA_VISION, NANOLLAVA_IMAGE_TOKEN_ID)
+
+
+def tiny_config() -> LlavaConfig:
+    """The tiny model's architecture (what `vlm_peft_bench_build.tiny` initialises and saves)."""
+    return llava_config(TINY_TEXT, TINY_VISION, TINY_SPECIAL_TOKENS.index(IMAGE_TOKEN))
 
 
 def num_image_tokens(config: LlavaConfig) -> int:

@@ -1,4 +1,5 @@
-"""Scorers: multiple-choice answer extraction, CV-Bench's official aggregation, VQAv2 accuracy, COCO caption metrics."""
+"""Scorers: multiple-choice answer extraction, CV-Bench's official aggregation, VQAv2 accuracy, COCO caption metrics;
+and the repr-rank spectrum's maths (`spectrum.py`). Pure functions: this package imports only the plain utilities."""
 
 from vlm_peft_bench.scoring.captions import CAPTION_METRICS, caption_scores, spice_status
 from vlm_peft_bench.scoring.cvbench import cvbench_scores

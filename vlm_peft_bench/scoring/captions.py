@@ -33,7 +33,7 @@ from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PUNCTUATIONS
 
 from vlm_peft_bench.scoring import spice as spice_module
-from vlm_peft_bench.scoring.ids import check_same_ids
+from vlm_peft_bench.scoring.caption_inputs import check_caption_inputs
 
 CAPTION_METRICS: tuple[str, ...] = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
 _BLEU = CAPTION_METRICS[:4]
@@ -71,7 +71,7 @@ def caption_scores(
     An empty prediction is allowed (it scores what the metrics give it, 0 for all but degenerate cases).
     """
     wanted = _check_metrics(metrics)
-    ids = _check_inputs(predictions, references)
+    ids = check_caption_inputs(predictions, references)
     hyps = [predictions[i] for i in ids]
     refs = [list(references[i]) for i in ids]
     run_spice = "SPICE" in wanted and spice_status() is None
@@ -106,26 +106,6 @@ def _check_metrics(metrics: Iterable[str] | None) -> set[str]:
     if not wanted:
         raise ValueError(f"no caption metric requested; valid names: {', '.join(CAPTION_METRICS)}")
     return set(wanted)
-
-
-def _check_inputs(predictions: Mapping[Any, str], references: Mapping[Any, Sequence[str]]) -> list[Any]:
-    """The ids to score, in `references` order, after checking both sides; raises ValueError/TypeError."""
-    if not isinstance(predictions, Mapping) or not isinstance(references, Mapping):
-        raise TypeError("predictions and references must be mappings from an id to caption(s)")
-    check_same_ids(predictions, references, "id", "references")
-    if not references:
-        raise ValueError("no captions to score")
-    for i, refs in references.items():
-        if isinstance(refs, str) or not isinstance(refs, Sequence):
-            raise TypeError(f"references[{i!r}] must be a list of strings, got {type(refs).__name__}")
-        if len(refs) == 0:
-            raise ValueError(f"references[{i!r}] is empty: every id needs at least one reference caption")
-        if not all(isinstance(r, str) for r in refs):
-            raise TypeError(f"references[{i!r}] must hold only strings")
-        if not isinstance(predictions[i], str):
-            raise TypeError(f"predictions[{i!r}] must be a string, got {type(predictions[i]).__name__}")
-    return list(references)
-
 
 
 def _prepare(hyps: list[str], refs: list[list[str]], tokenize: bool) -> tuple[list[str], list[list[str]]]:

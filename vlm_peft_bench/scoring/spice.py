@@ -40,6 +40,7 @@ import pycocoevalcap
 import yaml
 
 from vlm_peft_bench.errors import VlmPeftBenchError
+from vlm_peft_bench.scoring.caption_inputs import check_caption_inputs
 
 ENV_VAR = "VLM_PEFT_BENCH_CORENLP"
 CONFIG_KEY = "corenlp_dir"
@@ -385,8 +386,6 @@ def spice_score(
     `caption_scores(..., metrics=["SPICE"])` PTB-tokenizes first, as COCOEvalCap does. Raises SpiceUnavailableError
     when SPICE cannot run here.
     """
-    from vlm_peft_bench.scoring.captions import _check_inputs  # here, not on top: captions imports this module
-
-    ids = _check_inputs(predictions, references)
+    ids = check_caption_inputs(predictions, references)
     with SpiceJob([predictions[i] for i in ids], [list(references[i]) for i in ids], cache_dir) as job:
         return job.result().score

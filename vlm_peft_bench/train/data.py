@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass
 
 from vlm_peft_bench.adapters.detect import AdapterError
+from vlm_peft_bench.paths import tasks_dir
 
 
 @dataclass
@@ -19,8 +20,6 @@ class Example:
 def load_task(name: str):
     """The lmms-eval task object for one of our tasks (or any task lmms-eval knows)."""
     from lmms_eval.tasks import TaskManager, get_task_dict
-
-    from vlm_peft_bench.paths import tasks_dir
 
     manager = TaskManager("ERROR", include_path=[str(tasks_dir())])
     if name not in manager.all_tasks:

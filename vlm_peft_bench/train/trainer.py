@@ -28,7 +28,9 @@ from vlm_peft_bench.methods.recipe import Recipe, load_recipe
 from vlm_peft_bench.methods.registry import family
 from vlm_peft_bench.methods.table import method_table, recognise
 from vlm_peft_bench.nanollava.loading import load_nanollava
-from vlm_peft_bench.provenance import combined_hash, model_provenance
+from vlm_peft_bench.nanollava.provenance import model_provenance
+from vlm_peft_bench.paths import project_root, tasks_dir, zoo_dir
+from vlm_peft_bench.provenance import combined_hash
 from vlm_peft_bench.runner import Runner
 from vlm_peft_bench.train.data import load_task, split_train_validation, task_examples
 
@@ -156,8 +158,6 @@ def train(recipe_name: str, task_name: str, out: Path | str, base: str = "nanoll
           evaluate_test: bool = True, card_dir: Path | str | None = "zoo", name_out: bool = False) -> dict:
     """Train, validate, save to `out` (or, with `name_out`, to adapters_zoo/weights/<card id>), evaluate.
     The card goes to `card_dir` (default "zoo": `paths.zoo_dir()`; None: no card)."""
-    from vlm_peft_bench.paths import zoo_dir
-
     card_dir = zoo_dir() if card_dir == "zoo" else card_dir
     out, card_dir = Path(out), (Path(card_dir) if card_dir is not None else None)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -251,8 +251,6 @@ def evaluate_with_lmms(task_name: str, base: str, adapter: Path | None, seed: in
     from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.tasks import TaskManager
 
-    from vlm_peft_bench.paths import tasks_dir
-
     model_args = f"pretrained={base}" + (f",adapter={_display_path(adapter)}" if adapter else "")
     results = simple_evaluate(model="vlreft", model_args=model_args, tasks=[task_name], batch_size=8,
                               log_samples=True, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
@@ -276,7 +274,5 @@ def evaluate_with_lmms(task_name: str, base: str, adapter: Path | None, seed: in
 
 def _display_path(path: Path) -> str:
     """Paths inside the repository are written relative to its root (cards must not name one machine)."""
-    from vlm_peft_bench.paths import project_root
-
     root, resolved = project_root(), Path(path).resolve()
     return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)

@@ -19,7 +19,7 @@ import random
 from PIL import Image
 
 from vlm_peft_bench.scoring.cvbench import POST_PROMPT
-from vlm_peft_bench.synthetic.cvbench_scenes import (
+from vlm_peft_bench_build.synthetic.cvbench_scenes import (
     BOX_COLOURS,
     COLOURS,
     LETTERS,

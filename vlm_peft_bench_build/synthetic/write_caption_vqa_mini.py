@@ -1,6 +1,6 @@
 """Write the bundled `coco_captions_mini` and `vqa_v2_mini` data in lmms-lab's exact schemas.
 
-    python -m vlm_peft_bench.synthetic.write_caption_vqa_mini
+    python -m vlm_peft_bench_build.synthetic.write_caption_vqa_mini
 
 writes tasks/coco_captions/mini/test.parquet (200 images, five references each) and tasks/vqa_v2/mini/test.parquet
 (300 questions on 100 images, ten human answers each). Deterministic: the same code writes the same items and
@@ -15,9 +15,9 @@ from pathlib import Path
 from datasets import Dataset, Features, Image, List, Value
 
 from vlm_peft_bench.paths import project_root
-from vlm_peft_bench.synthetic.caption_references import generate_captions
-from vlm_peft_bench.synthetic.cvbench_scenes import png_bytes
-from vlm_peft_bench.synthetic.vqa_answers import generate_vqa
+from vlm_peft_bench_build.synthetic.caption_references import generate_captions
+from vlm_peft_bench_build.synthetic.cvbench_scenes import png_bytes
+from vlm_peft_bench_build.synthetic.vqa_answers import generate_vqa
 
 DEFAULT_TASKS = project_root() / "tasks"  # the checkout's (installed: ./tasks)
 

@@ -1,13 +1,13 @@
 """Pre-train `nanollava-tiny` on synthetic grounding data, so that adapters have visual features to build on.
 
 A model with random weights cannot show differences between fine-tuning methods. This script trains every
-weight of the tiny model (from the seeded initialisation in `tiny.py`) on open-ended questions about
-procedurally drawn scenes (`vlm_peft_bench.synthetic.pretrain_scenes`): captions, counting, colours, shapes,
-left/right/above/below, nearer/farther, what is in a coloured box, plus lettered multiple-choice versions of
-the colour, shape and box questions (so that the base knows the format). It never sees CV-Bench's question
-templates, nor its four kinds of question as multiple choice.
+weight of the tiny model (from the seeded initialisation of `vlm_peft_bench_build/tiny.py`) on open-ended
+questions about procedurally drawn scenes (`vlm_peft_bench_build.synthetic.pretrain_scenes`): captions,
+counting, colours, shapes, left/right/above/below, nearer/farther, what is in a coloured box, plus lettered
+multiple-choice versions of the colour, shape and box questions (so that the base knows the format). It never
+sees CV-Bench's question templates, nor its four kinds of question as multiple choice.
 
-    python -m vlm_peft_bench.nanollava.pretrain_tiny --device cuda --steps 12000 --max-minutes 5.5 \
+    python -m vlm_peft_bench_build.pretrain_tiny --device cuda --steps 12000 --max-minutes 5.5 \
         --lr 7e-4 --warmup 300 --batch-size 256 --scenes 200000 --seed 0 --workers 14 --eval-every 2500 --out DIR
 
 (the settings of the committed weights: the time limit cut the schedule to 8,305 steps, 294 s of training on
@@ -22,6 +22,7 @@ rate of 2e-3 diverged (loss NaN after about 2,000 steps); 7e-4 did not.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import multiprocessing as mp
@@ -32,6 +33,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from PIL import Image
 from safetensors.torch import save_model
@@ -40,13 +42,15 @@ from transformers import LlavaForConditionalGeneration
 from vlm_peft_bench.nanollava.config import IMAGE_MEAN, IMAGE_STD
 from vlm_peft_bench.nanollava.loading import TINY_DIR, load_nanollava
 from vlm_peft_bench.nanollava.processing import chatml_prompt
+from vlm_peft_bench.paths import tasks_dir
+from vlm_peft_bench.scoring import cvbench_scores, extract_choice
+from vlm_peft_bench.scoring.cvbench import POST_PROMPT
+from vlm_peft_bench_build.synthetic.pretrain_scenes import multiple_choice, scene_examples
 
 IGNORE = -100
 
 
 def _render_chunk(args: tuple[int, int, int]) -> tuple[np.ndarray, list[list[tuple[str, str]]]]:
-    from vlm_peft_bench.synthetic.pretrain_scenes import multiple_choice, scene_examples
-
     seed, count, size = args
     rng, mc_rng = random.Random(seed), random.Random(seed + 7919)
     pixels = np.empty((count, size, size, 3), dtype=np.uint8)
@@ -152,14 +156,6 @@ def answer_accuracy(model, data: Examples, dtype, batch_size: int = 512) -> dict
 @torch.no_grad()
 def cvbench_mini_zero_shot(model, processor, device, batch_size: int = 64) -> dict:
     """Greedy answers of the model on cvbench_mini's test split, scored with our rule and CV-Bench's formula."""
-    import io
-
-    import pyarrow.parquet as pq
-
-    from vlm_peft_bench.paths import tasks_dir
-    from vlm_peft_bench.scoring import cvbench_scores, extract_choice
-    from vlm_peft_bench.scoring.cvbench import POST_PROMPT
-
     # pyarrow rather than `datasets`: this also runs on GPU images that have no `datasets`.
     data = pq.read_table(tasks_dir() / "cvbench" / "mini" / "test.parquet").to_pylist()
     model.eval()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import random
 
-from vlm_peft_bench.synthetic.caption_vqa_scenes import (
+from vlm_peft_bench_build.synthetic.caption_vqa_scenes import (
     BACKGROUNDS,
     FLOORS,
     NUMBER_WORDS,
@@ -22,7 +22,7 @@ from vlm_peft_bench.synthetic.caption_vqa_scenes import (
     ground_scene,
     plural,
 )
-from vlm_peft_bench.synthetic.cvbench_scenes import COLOURS, SHAPES
+from vlm_peft_bench_build.synthetic.cvbench_scenes import COLOURS, SHAPES
 
 VQA_SEED = 2015
 N_VQA_IMAGES = 100

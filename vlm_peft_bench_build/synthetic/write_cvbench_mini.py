@@ -1,6 +1,6 @@
 """Write the bundled `cvbench_mini` data: train and test parquet files in CV-Bench's exact schema.
 
-    python -m vlm_peft_bench.synthetic.write_cvbench_mini --out tasks/cvbench/mini
+    python -m vlm_peft_bench_build.synthetic.write_cvbench_mini --out tasks/cvbench/mini
 
 Deterministic: the same code writes the same items and pixels (see `cvbench_scenes`).
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from datasets import Dataset, Features, Image, Sequence, Value
 
 from vlm_peft_bench.paths import project_root
-from vlm_peft_bench.synthetic.cvbench_scenes import SPLIT_SIZES, generate_split, png_bytes
+from vlm_peft_bench_build.synthetic.cvbench_scenes import SPLIT_SIZES, generate_split, png_bytes
 
 DEFAULT_OUT = project_root() / "tasks" / "cvbench" / "mini"  # the checkout's (installed: ./tasks/...)
 

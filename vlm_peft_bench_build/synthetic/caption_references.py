@@ -8,7 +8,7 @@ from __future__ import annotations
 import collections
 import random
 
-from vlm_peft_bench.synthetic.caption_vqa_scenes import (
+from vlm_peft_bench_build.synthetic.caption_vqa_scenes import (
     BACKGROUNDS,
     FLOORS,
     NUMBER_WORDS,
@@ -19,7 +19,7 @@ from vlm_peft_bench.synthetic.caption_vqa_scenes import (
     ground_scene,
     plural,
 )
-from vlm_peft_bench.synthetic.cvbench_scenes import IMAGE_SIZE
+from vlm_peft_bench_build.synthetic.cvbench_scenes import IMAGE_SIZE
 
 CAPTION_SEED = 2017
 N_CAPTION_IMAGES = 200

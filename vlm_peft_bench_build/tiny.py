@@ -7,7 +7,7 @@ unknown) trained on the cvbench_mini texts, with Qwen's ChatML special tokens an
 
 Rebuild the committed files with::
 
-    python -m vlm_peft_bench.nanollava.tiny --out vlm_peft_bench/assets/nanollava-tiny
+    python -m vlm_peft_bench_build.tiny --out vlm_peft_bench/assets/nanollava-tiny
 
 The result is deterministic for a given seed and library versions (weights are seeded; the tokenizer
 trainer is deterministic on a fixed corpus).
@@ -22,30 +22,16 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlavaForConditionalGeneration, PreTrainedTokenizerFast
 
-from vlm_peft_bench.nanollava.config import IMAGE_TOKEN, llava_config
+from vlm_peft_bench.nanollava.config import IMAGE_TOKEN, TINY_SPECIAL_TOKENS, TINY_VOCAB, tiny_config
 from vlm_peft_bench.nanollava.loading import TINY_DIR
-
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", IMAGE_TOKEN]
-TINY_VOCAB = 1024
-TINY_TEXT = dict(
-    vocab_size=TINY_VOCAB, hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_attention_heads=4,
-    num_key_value_heads=4, hidden_act="silu", max_position_embeddings=2048, rope_theta=1_000_000.0,
-    rms_norm_eps=1e-6, tie_word_embeddings=False, use_sliding_window=False,
-    bos_token_id=SPECIAL_TOKENS.index("<|im_end|>"), eos_token_id=SPECIAL_TOKENS.index("<|im_end|>"),
-)
-TINY_VISION = dict(
-    hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4, image_size=64,
-    patch_size=8, num_channels=3, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, vision_use_head=False,
-)
+from vlm_peft_bench.scoring.cvbench import POST_PROMPT
+from vlm_peft_bench_build.synthetic.cvbench_scenes import TOKENIZER_SPLIT_SIZES, generate_split
+from vlm_peft_bench_build.synthetic.pretrain_scenes import corpus_sample
 
 
 def tokenizer_corpus() -> list[str]:
     """Texts the tiny tokenizer is trained on: cvbench_mini prompts and choices, pre-training questions and
     answers, and ChatML framing."""
-    from vlm_peft_bench.scoring.cvbench import POST_PROMPT
-    from vlm_peft_bench.synthetic.cvbench_scenes import TOKENIZER_SPLIT_SIZES, generate_split
-    from vlm_peft_bench.synthetic.pretrain_scenes import corpus_sample
-
     texts = ["user\n", "assistant\n", "system\n", POST_PROMPT.strip()]
     texts += corpus_sample()
     for split in ("train", "test"):
@@ -60,7 +46,7 @@ def train_tokenizer(corpus: list[str], vocab_size: int = TINY_VOCAB) -> PreTrain
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=vocab_size, special_tokens=TINY_SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     bpe.train_from_iterator(corpus, trainer)
@@ -69,10 +55,6 @@ def train_tokenizer(corpus: list[str], vocab_size: int = TINY_VOCAB) -> PreTrain
         additional_special_tokens=["<|im_start|>", "<|im_end|>", IMAGE_TOKEN], model_max_length=2048,
         clean_up_tokenization_spaces=False,
     )
-
-
-def tiny_config():
-    return llava_config(TINY_TEXT, TINY_VISION, SPECIAL_TOKENS.index(IMAGE_TOKEN))
 
 
 def build_tiny(out: Path, seed: int = 0) -> Path:

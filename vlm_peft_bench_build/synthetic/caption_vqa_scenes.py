@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
-from vlm_peft_bench.synthetic.cvbench_scenes import (
+from vlm_peft_bench_build.synthetic.cvbench_scenes import (
     COLOURS,
     HORIZON,
     IMAGE_SIZE,

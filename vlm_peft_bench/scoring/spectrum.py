@@ -5,12 +5,17 @@ centred); s_1 >= ... >= s_m are its singular values, padded with zeros to d; the
 c_k = (s_1 + ... + s_k) / (s_1 + ... + s_d) (singular values themselves, not their squares); the effective rank
 is the smallest k with c_k >= 0.9, and the effective rank ratio is k / d. A collapsed representation space (a
 few directions carry everything) has a small ratio.
+
+Also here, below both, the identity of the repr-rank document: `vlm-peft-bench repr-rank` writes it
+(`vlm_peft_bench/measure/repr_rank.py`) and the leaderboard reads it (`vlm_peft_bench/leaderboard/repr_rank.py`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+DOCUMENT_SCHEMA = "vlm-peft-bench/repr-rank"
+DOCUMENT_VERSION = "1.0"
 THRESHOLD = 0.9
 DEFINITION = ("effective rank ratio = k / d, k = the smallest number of singular values whose sum reaches 90% "
               "of the sum of all d singular values of the uncentred n x d matrix of final-layer representations "
