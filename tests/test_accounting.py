@@ -31,6 +31,7 @@ def test_component_totals_add_up():
     assert report["trainable"] == 0
 
 
+@pytest.mark.slow
 def test_cli_json():
     cmd = [str(Path(sys.executable).parent / "vlm-peft-bench"), "params", "--base", "nanollava", "--recipe",
            "reft-r4-all", "--json"]

@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import REPO
 
 RATIOS = {"vlreft_vs_llava_hf", "reft_overhead", "lora_merged_vs_bare", "lora_unmerged_vs_bare",
@@ -15,6 +17,7 @@ RATIOS = {"vlreft_vs_llava_hf", "reft_overhead", "lora_merged_vs_bare", "lora_un
 CONFIGS = {"vlreft_bs1", "llava_hf_bs1", "reft_bs1", "lora_unmerged_bs1", "lora_merged_bs1", "vlreft_bs8"}
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_every_ratio(tmp_path):
     out = tmp_path / "run.json"
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")

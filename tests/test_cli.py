@@ -39,6 +39,7 @@ def check_outputs(out: Path, provenance: bool):
     assert {"parsed", "response", "correct", "rule"} <= set(record)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", ["lmms_eval", "python -m lmms_eval --include_path"])
 def test_full_run_writes_results_and_samples(tmp_path, entry):
     if entry == "lmms_eval":
@@ -50,6 +51,7 @@ def test_full_run_writes_results_and_samples(tmp_path, entry):
     check_outputs(tmp_path / "out", provenance=entry == "lmms_eval")
 
 
+@pytest.mark.slow
 def test_unknown_task_is_reported_with_suggestions(tmp_path):
     proc = run([str(BIN / "lmms_eval"), "--model", "vlreft", "--tasks", "cvbench_mnii"], cwd=tmp_path)
     assert proc.returncode != 0
@@ -61,6 +63,7 @@ def responses(out: Path) -> dict:
     return {json.loads(line)["doc_id"]: json.loads(line)["filtered_resps"] for line in samples.read_text().splitlines()}
 
 
+@pytest.mark.slow
 def test_data_parallel_over_two_processes_matches_one(tmp_path):
     """Two CPU processes (torchrun) shard the requests; the gathered answers equal one process's."""
     limit = ["--limit", "24", "--log_samples", "--include_path", str(REPO / "tasks")]

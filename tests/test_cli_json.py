@@ -38,6 +38,7 @@ def test_every_json_command_has_an_example():
     assert set(commands) == set(EXAMPLES), "give each --json command arguments in EXAMPLES"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", sorted(EXAMPLES), ids=" ".join)
 def test_json_stdout_is_only_json(command, tmp_path):
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))

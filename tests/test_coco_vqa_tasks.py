@@ -189,6 +189,7 @@ def test_caption_record_keeps_response_and_references():
     assert cvm.caption_record(CAPTION_DOCS[0], [])["prediction"] == ""  # no generation at all: empty, no crash
 
 
+@pytest.mark.slow
 def test_caption_metrics_share_one_whole_split_scoring_pass(monkeypatch):
     calls, returned = [], []
     real = scoring.caption_scores
@@ -298,6 +299,7 @@ def single_run(tmp_path_factory):
     return tmp / "out", proc.stdout
 
 
+@pytest.mark.slow
 def test_lmms_eval_writes_every_caption_and_vqa_metric(single_run):
     out, stdout = single_run
     data = results(out)
@@ -324,6 +326,7 @@ def test_lmms_eval_writes_every_caption_and_vqa_metric(single_run):
     assert {"response", "prediction", "references", "id"} <= set(record)
 
 
+@pytest.mark.slow
 def test_two_processes_score_the_whole_split_like_one(single_run, tmp_path):
     """Two CPU processes (torchrun): rank 0 scores the gathered split, so the numbers are the same."""
     args = [*RUN, "--include_path", str(REPO / "tasks"), "--output_path", str(tmp_path / "out")]

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import REPO
 
 BIN = Path(sys.executable).parent
@@ -34,6 +36,7 @@ def evaluate(out: Path, seed: str) -> tuple[dict, dict]:
     return responses, json.loads(results.read_text())["results"]["cvbench_mini"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_predictions_and_scores(tmp_path):
     first, first_scores = evaluate(tmp_path / "a", "42")
     second, second_scores = evaluate(tmp_path / "b", "42")

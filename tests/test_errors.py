@@ -150,6 +150,7 @@ def test_missing_adapter_exits_2_with_one_line_and_writes_nothing(tmp_path):
     assert not list(tmp_path.rglob("*_results.json"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated weights", "garbage config"])
 def test_corrupt_adapter_exits_2(tmp_path, damage):
     adapter = tmp_path / "adapter"
@@ -187,6 +188,7 @@ def answers_logged(out: Path) -> int:
     return len(log.read_text().splitlines()) - 1  # the header
 
 
+@pytest.mark.slow
 def test_model_failing_mid_run_with_a_bug_exits_non_zero_with_its_traceback(tmp_path):
     out = tmp_path / "out"
     patch = FAIL_ON_SECOND_BATCH.format(error='RuntimeError("generation broke on the second batch")')
@@ -200,6 +202,7 @@ def test_model_failing_mid_run_with_a_bug_exits_non_zero_with_its_traceback(tmp_
     assert answers_logged(out) == 4  # the first batch is kept for a resumed run
 
 
+@pytest.mark.slow
 def test_model_failing_mid_run_on_a_bad_sample_exits_2_with_one_line(tmp_path):
     out = tmp_path / "out"
     patch = FAIL_ON_SECOND_BATCH.format(error='vlreft.BadSampleError("task cvbench_mini, doc 5: unreadable")')
@@ -221,6 +224,7 @@ vlreft.VLReft.__init__ = tiny_context
 """
 
 
+@pytest.mark.slow
 def test_per_sample_failures_reach_this_runs_results_file_and_survive_a_resume(tmp_path):
     out = tmp_path / "out"
     args = [*RUN, "--model_args", "pretrained=nanollava-tiny", "--output_path", str(out)]

@@ -210,6 +210,7 @@ def test_pyreft_reads_our_folder(tmp_path):
             assert torch.equal(got[key], mine[key].bfloat16())
 
 
+@pytest.mark.slow
 def test_pyvene_notice_goes_to_stderr():
     needs_pyreft()
     script = ("from vlm_peft_bench.quiet import stdout_to_stderr\n"
@@ -307,6 +308,7 @@ sys.meta_path.insert(0, Blocker())
 """
 
 
+@pytest.mark.slow
 def test_evaluation_and_training_never_import_pyreft_or_pyvene(tmp_path):
     script = BLOCKER + textwrap.dedent(f"""
         import torch

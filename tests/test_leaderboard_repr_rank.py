@@ -30,6 +30,7 @@ def bare_runner(tiny) -> Runner:
     return Runner(tiny.model, tiny.processor, torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_features_do_not_depend_on_batching_or_padding(tiny, examples):
     lengths = {len(tiny.processor.encode([tiny.processor.prompt(e.text)])[0]) for e in examples}
     assert len(lengths) > 1  # the batch really is padded
@@ -56,6 +57,7 @@ def test_reft_adapter_changes_the_features(tiny, examples, tmp_path):
     assert not np.allclose(with_reft, bare, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_cli_writes_the_json_the_leaderboard_reads(tmp_path, capsys):
     from .test_leaderboard_factory import write_run
 

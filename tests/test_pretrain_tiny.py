@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from vlm_peft_bench.nanollava.loading import TINY_DIR, load_nanollava
 from vlm_peft_bench_build.synthetic.cvbench_scenes import (
     COUNT_TEMPLATE,
@@ -53,6 +55,7 @@ def test_multiple_choice_only_for_other_kinds_with_the_right_option_lettered():
         assert len(seen) > 100 and all(abs(seen.count(i) / len(seen) - 1 / n) < 0.1 for i in range(n))
 
 
+@pytest.mark.slow
 def test_script_runs_and_writes_a_loadable_model(tmp_path):
     out = tmp_path / "pt"
     cmd = [sys.executable, "-m", "vlm_peft_bench_build.pretrain_tiny", "--device", "cpu", "--steps", "3",

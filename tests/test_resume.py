@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 BIN = Path(sys.executable).parent
 LIMIT = 120
 
@@ -33,6 +35,7 @@ def predictions(out: Path) -> dict:
             for r in map(json.loads, samples.read_text().splitlines())}
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_losing_or_recomputing_answers(tmp_path):
     out = tmp_path / "out"
     log = open(tmp_path / "first.log", "w")

@@ -20,6 +20,7 @@ def logits(adapter=None):
         return runner.logits(batch, [batch["input_ids"].shape[1]])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["reft-r4-all", "lora-r8", "dora-r8", "full-ft", "prefix-16", "pt-lora"])
 def test_training_writes_a_working_adapter(tmp_path, recipe):
     card = train(recipe, "cvbench_mini", tmp_path / recipe, limit=12, evaluate_test=False, card_dir=None)
@@ -29,6 +30,7 @@ def test_training_writes_a_working_adapter(tmp_path, recipe):
     assert (logits(None) - logits(tmp_path / recipe)).abs().max() > 1e-4, "training must change the model"
 
 
+@pytest.mark.slow
 def test_reft_rotation_survives_training(tmp_path):
     """No weight decay on interventions: LoReFT's rotation must stay orthonormal, not collapse to zero."""
     train("reft-r4-all", "cvbench_mini", tmp_path / "r", limit=12, evaluate_test=False, card_dir=None)
@@ -36,6 +38,7 @@ def test_reft_rotation_survives_training(tmp_path):
     assert torch.allclose(rotation.T @ rotation, torch.eye(rotation.shape[1]), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_rank_and_layer_overrides(tmp_path):
     card = train("reft-r4-all", "cvbench_mini", tmp_path / "r", limit=4, evaluate_test=False, card_dir=None,
                  overrides={"rank": 6, "layers": "last:2"})
@@ -50,6 +53,7 @@ def test_split_is_80_20_and_seeded():
     assert (len(train_a), len(val_a)) == (80, 20) and train_a == train_b and not set(train_a) & set(val_a)
 
 
+@pytest.mark.slow
 def test_pt_lora_trains_prefix_then_lora_and_saves_both(tmp_path):
     from safetensors.torch import load_file
 
@@ -62,6 +66,7 @@ def test_pt_lora_trains_prefix_then_lora_and_saves_both(tmp_path):
     assert prefix.shape == (16, 4 * 2 * 128)
 
 
+@pytest.mark.slow
 def test_checkpoint_after_each_epoch_but_the_last(tmp_path):
     train("lora-r8", "cvbench_mini", tmp_path / "l", limit=4, evaluate_test=False, card_dir=None,
           overrides={"epochs": 2})
@@ -77,6 +82,7 @@ def test_out_folder_holding_another_adapter_format_is_refused_before_training(tm
         train("full-ft", "cvbench_mini", out, limit=2, evaluate_test=False, card_dir=None)
 
 
+@pytest.mark.slow
 def test_two_processes_train_with_ddp_each_on_half_the_data(tmp_path):
     """The README's multi-process form (torchrun + ACCELERATE_USE_CPU: gloo on CPUs): each process takes half of
     the items, so a 12-item run takes 6 steps, and the main process saves a working adapter and its card."""
@@ -102,6 +108,7 @@ def test_two_processes_train_with_ddp_each_on_half_the_data(tmp_path):
     assert (logits(None) - logits(tmp_path / "lora")).abs().max() > 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["reft-r4-all", "prefix-16", "pt-lora"])
 def test_validation_answers_are_what_evaluation_gives_for_the_saved_adapter(tmp_path, recipe):
     """A card's validation scores come from the evaluation's runner: the answers `predict` gives for a training

@@ -28,6 +28,7 @@ def requests(docs, gen_kwargs=GREEDY, n=None, step=1):
     return out
 
 
+@pytest.mark.slow
 def test_greedy_predictions_identical_at_batch_1_and_8(make_model, mini_test):
     reqs = requests(mini_test, n=48, step=6)  # spread over all four tasks
     one = make_model(batch_size=1).generate_until(reqs)

@@ -70,6 +70,7 @@ def test_wheel_contents(site):
     assert all((site / p / "__init__.py").is_file() for p in source_packages), "a package missing from pyproject"
 
 
+@pytest.mark.slow
 def test_installed_wheel_runs_from_anywhere(site, tmp_path):
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()

@@ -81,6 +81,7 @@ def test_zoo_has_a_card_per_reference_recipe():
     assert {"reft-r4-all", "lora-r8", "dora-r8", "full-ft", "prefix-16", "pt-lora"} <= recipes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("card_path", CARDS, ids=[c.stem.split("__")[0] for c in CARDS])
 def test_card_matches_files_params_and_lmms_eval(card_path, tmp_path):
     card = yaml.safe_load(card_path.read_text())
@@ -95,6 +96,7 @@ def test_card_matches_files_params_and_lmms_eval(card_path, tmp_path):
     check_reproduced(card["id"], card["test"], data, answers, tolerances(card))
 
 
+@pytest.mark.slow
 def test_untrained_base_reproduces_the_cards_base_score(tmp_path):
     cards = [yaml.safe_load(c.read_text()) for c in CARDS]
     card = cards[0]
