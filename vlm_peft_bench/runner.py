@@ -10,9 +10,13 @@ an adapter needs.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
+
+from vlm_peft_bench import shared_context
+from vlm_peft_bench.shared_context import ContinuationRequest, Score
 
 DEFAULT_MAX_NEW_TOKENS = 128
 
@@ -110,3 +114,10 @@ class Runner:
     def logits(self, inputs, prompt_lengths: list[int]) -> torch.Tensor:
         """Float logits of one forward pass, interventions at every intervened position."""
         return self.forward(inputs, prompt_lengths).logits.float()
+
+    def loglikelihoods(self, requests: list[ContinuationRequest], batch_size: int = 1, share_context: bool = True,
+                       max_length: int | None = None) -> Iterator[list[tuple[int, Score]]]:
+        """Each request's (log-likelihood of its continuation, whether greedy decoding would produce it), batch by
+        batch as computed, as (index in `requests`, score) lists; requests sharing an image and a prompt compute that
+        context once unless `share_context` is false (`shared_context.py` says how, and why it is exact)."""
+        return shared_context.loglikelihoods(self, requests, batch_size, share_context, max_length)

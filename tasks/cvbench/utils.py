@@ -6,11 +6,15 @@ each task's `metric_list` and prompt kwargs from there, so the YAMLs name neithe
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
 
 from vlm_peft_bench.lmms.dataset_task import DatasetTask
 from vlm_peft_bench.scoring.cvbench import METRICS, PARTS, POST_PROMPT, cvbench_scores, metrics_for
-from vlm_peft_bench.scoring.multiple_choice import RULE_ID, extract_choice
+from vlm_peft_bench.scoring.multiple_choice import LETTERS, RULE_ID, extract_choice
+
+# cvbench_mini_mc's rule: the option whose letter has the highest log-likelihood (the first on a tie).
+MC_RULE_ID = "mc-loglikelihood-v1"
 
 
 def _score(name: str) -> Callable[[list[dict]], float]:
@@ -64,12 +68,44 @@ def doc_to_target(doc: dict) -> str:
     return doc["answer"].strip().strip("()")
 
 
-def process_results(doc: dict, results: list[str]) -> dict:
-    response = results[0] if results else ""
-    letter = extract_choice(response, doc["choices"])
+def _records(doc: dict, response: str, letter: str | None, rule: str, **extra) -> dict:
     record = {
         "idx": doc["idx"], "source": doc["source"], "task": doc["task"], "type": doc["type"],
-        "answer": doc["answer"], "response": response, "parsed": letter, "rule": RULE_ID,
+        "answer": doc["answer"], "response": response, "parsed": letter, "rule": rule, **extra,
         "correct": letter is not None and f"({letter})" == doc["answer"].strip(),
     }
     return {m.name: record for m in METRICS}
+
+
+def process_results(doc: dict, results: list[str]) -> dict:
+    response = results[0] if results else ""
+    return _records(doc, response, extract_choice(response, doc["choices"]), RULE_ID)
+
+
+def doc_to_choice(doc: dict) -> list[str]:
+    """The option letters of the question ("A", "B", ...): the continuations cvbench_mini_mc scores."""
+    return list(LETTERS[:len(doc["choices"])])
+
+
+def _loglikelihood(result) -> float:
+    """The log-likelihood of one (log-likelihood, is greedy) pair. lmms-eval 0.7.3 hands the pair over as its
+    str() ("(-0.52, True)": api/instance.py's unwrap_generation_output turns every output that is not text into a
+    string), other versions as the pair; Python writes floats so that they read back exactly."""
+    if isinstance(result, str):
+        try:
+            result = ast.literal_eval(result)
+        except (ValueError, SyntaxError) as err:
+            raise ValueError(f"not a (log-likelihood, is greedy) pair: {result!r}") from err
+    loglikelihood, _greedy = result
+    return float(loglikelihood)
+
+
+def process_results_mc(doc: dict, results: list) -> dict:
+    """`results`: one (log-likelihood, is greedy) pair per option, in letter order. The chosen letter is the most
+    likely one; the record also keeps every option's log-likelihood."""
+    if len(results) != len(doc["choices"]):
+        raise ValueError(f"cvbench item {doc['idx']}: {len(results)} log-likelihoods for {len(doc['choices'])} "
+                         "choices")
+    loglikelihoods = [_loglikelihood(r) for r in results]
+    best = max(range(len(loglikelihoods)), key=loglikelihoods.__getitem__)
+    return _records(doc, LETTERS[best], LETTERS[best], MC_RULE_ID, loglikelihoods=loglikelihoods)

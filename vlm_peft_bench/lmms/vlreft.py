@@ -8,11 +8,14 @@ model_args: `pretrained` (default nanollava-tiny), `adapter` (a pyreft, peft or 
 do not record them), `device` (default cuda when available, else cpu), `dtype` (auto | float32 | bfloat16 |
 float16), `batch_size`, `system_prompt` (default none), `attn_implementation` (eager | sdpa), `answer_log` (a
 folder for the per-sample answer log that lets a killed run resume; our `lmms_eval` sets
-`<output_path>/vlreft_answers` unless given `--no_resume`).
+`<output_path>/vlreft_answers` unless given `--no_resume`), `share_context` (default true: log-likelihood
+requests with the same image and prompt, as a multiple-choice task's options, compute that context once; false
+runs every request whole; the answer log's identity records it).
 
-Generation is batched with left padding; requests are sorted by length so that batches pad little, and
-results come back in the original order. Several processes (`accelerate launch`, `torchrun`) split the requests, as
-lmms-eval's own models do.
+Generation and log-likelihoods are batched with left padding (`batch_size` prompts, or contexts and then
+continuations when they are shared: `vlm_peft_bench/shared_context.py`); requests are sorted by length so that
+batches pad little, and results come back in the original order. Several processes (`accelerate launch`,
+`torchrun`) split the requests, as lmms-eval's own models do.
 
 A request that cannot be answered but does not invalidate the run (a prompt longer than the model's context) is
 answered with the empty string, which its task scores as wrong, and recorded as a per-sample failure, as is an
@@ -23,6 +26,7 @@ block by our `lmms_eval`.
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,7 @@ from vlm_peft_bench.methods.registry import family_for_folder
 from vlm_peft_bench.nanollava.loading import TINY_NAME, load_nanollava
 from vlm_peft_bench.provenance import combined_hash, folder_hashes
 from vlm_peft_bench.runner import Runner, as_bool
+from vlm_peft_bench.shared_context import ContinuationError, ContinuationRequest, image_digest
 
 
 class BadSampleError(VlmPeftBenchError, ValueError):
@@ -74,15 +79,17 @@ class VLReft(lmms):
         system_prompt: str | None = None,
         attn_implementation: str | None = None,
         answer_log: str | None = None,
+        share_context: bool | str = True,
         **kwargs: Any,
     ) -> None:
         super().__init__()
         if kwargs:
             raise ValueError(
                 f"vlreft: unknown model_args {sorted(kwargs)}; known: pretrained, adapter, adapter_type, merge_lora, "
-                "positions, device, dtype, batch_size, system_prompt, attn_implementation, answer_log"
+                "positions, device, dtype, batch_size, system_prompt, attn_implementation, answer_log, share_context"
             )
         self.batch_size_per_gpu = int(batch_size)
+        self.share_context = as_bool(share_context)
         if self.batch_size_per_gpu < 1:
             raise ValueError(f"vlreft: batch_size must be at least 1, got {batch_size}")
         accelerator = Accelerator()
@@ -125,7 +132,7 @@ class VLReft(lmms):
                 "adapter_type": adapter_type, "merge_lora": as_bool(merge_lora), "positions": positions,
                 "dtype": str(self._model.dtype), "device": self._device.type, "batch_size": self.batch_size_per_gpu,
                 "system_prompt": system_prompt, "attn_implementation": attn_implementation,
-                "run": settings.salt,
+                "share_context": self.share_context, "run": settings.salt,
             }
             self.answer_log = AnswerLog(settings.folder, identity, self._rank)
             logger.info(f"vlreft: answer log {self.answer_log.path} ({len(self.answer_log.answers)} answers "
@@ -260,34 +267,46 @@ class VLReft(lmms):
 
     @torch.inference_mode()
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        """Requests go to the runner in one list, which batches them and computes each shared context (same image
+        pixels, same prompt) once unless share_context=false; answers are logged batch by batch."""
         done, keys = self._resume(requests, "loglikelihood")
         results: dict[int, tuple[float, bool]] = {i: (float(a[0]), bool(a[1])) for i, a in done.items()}
+        todo = [i for i in range(len(requests)) if i not in done]
+        items = self._continuation_requests([requests[i] for i in todo])
+        scoring = self.runner.loglikelihoods(items, self.batch_size, self.share_context, self.context_length)
         with tqdm(total=len(requests), initial=len(done), disable=self.rank != 0, desc="vlreft loglikelihood") as pbar:
-            for pos, request in enumerate(requests):
-                if pos in done:
-                    continue
-                context, continuation, doc_to_visual, doc_id, task, split = request.args
-                if not isinstance(continuation, str):
-                    continuation = continuation(self.task_dict[task][split][doc_id])
-                image = self._visual(doc_to_visual, doc_id, task, split)
-                inputs, prompt_lengths = self.runner.inputs([context], [image], [continuation])
-                n_context = prompt_lengths[0]
-                if inputs["input_ids"].shape[1] > self.context_length:
-                    raise BadSampleError(f"task {task}, doc {doc_id}: prompt and continuation have "
-                                         f"{inputs['input_ids'].shape[1]} tokens, the model's context is "
-                                         f"{self.context_length}")
-                logits = self.runner.logits(inputs, prompt_lengths)[0]
-                target = inputs["input_ids"][0, n_context:]
-                if target.numel() == 0:
-                    raise BadSampleError(f"task {task}, doc {doc_id}: the continuation {continuation!r} has no tokens")
-                predicted = logits[n_context - 1:-1]
-                logprobs = torch.log_softmax(predicted, dim=-1).gather(1, target[:, None]).squeeze(1)
-                greedy = bool((predicted.argmax(-1) == target).all())
-                results[pos] = (float(logprobs.sum()), greedy)
-                self.cache_hook.add_partial("loglikelihood", (context, continuation), results[pos])
-                self._record([Answer(keys[pos], "loglikelihood", task, doc_id, list(results[pos]))])
-                pbar.update(1)
+            try:
+                for batch in scoring:
+                    answers = []
+                    for index, score in batch:
+                        pos, request = todo[index], requests[todo[index]]
+                        results[pos] = score
+                        self.cache_hook.add_partial("loglikelihood", (items[index].context, items[index].continuation),
+                                                    score)
+                        answers.append(Answer(keys[pos], "loglikelihood", request.task_name, request.doc_id,
+                                              list(score)))
+                    self._record(answers)
+                    pbar.update(len(batch))
+            except ContinuationError as err:
+                request = requests[todo[err.index]]
+                raise BadSampleError(f"task {request.task_name}, doc {request.doc_id}: {err}") from err
         return [results[i] for i in range(len(requests))]
+
+    def _continuation_requests(self, requests: list[Instance]) -> list[ContinuationRequest]:
+        """The runner's requests: continuations resolved, each document's image hashed once (its pixels decide the
+        sharing) and loaded again only when its batch runs."""
+        digests: dict[tuple, str | None] = {}
+        out = []
+        for request in requests:
+            context, continuation, doc_to_visual, doc_id, task, split = request.args
+            if not isinstance(continuation, str):
+                continuation = continuation(self.task_dict[task][split][doc_id])
+            doc = (task, split, doc_id, doc_to_visual)
+            if doc not in digests:
+                digests[doc] = image_digest(self._visual(doc_to_visual, doc_id, task, split))
+            image = None if digests[doc] is None else partial(self._visual, doc_to_visual, doc_id, task, split)
+            out.append(ContinuationRequest(context, continuation, image, digests[doc]))
+        return out
 
     def generate_until_multi_round(self, requests) -> list[str]:
         raise NotImplementedError("vlreft: multi-round generation is not supported (nanoLLaVA is single-turn here)")
