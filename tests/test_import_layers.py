@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("model", ("vlm_peft_bench.nanollava",)),
     ("adapters", ("vlm_peft_bench.adapters",)),
     ("methods", ("vlm_peft_bench.methods",)),
-    ("runner", ("vlm_peft_bench.runner", "vlm_peft_bench.shared_context")),
+    ("runner", ("vlm_peft_bench.runner", "vlm_peft_bench.shared_context", "vlm_peft_bench.shared_prefix")),
     ("lmms-eval glue and training", ("vlm_peft_bench.lmms", "vlm_peft_bench.train", "tasks")),
     ("measurements", ("vlm_peft_bench.measure",)),
     ("leaderboard", ("vlm_peft_bench.leaderboard",)),

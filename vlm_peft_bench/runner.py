@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 
-from vlm_peft_bench import shared_context
+from vlm_peft_bench import shared_context, shared_prefix
 from vlm_peft_bench.shared_context import ContinuationRequest, Score
+from vlm_peft_bench.shared_prefix import PromptRequest
 
 DEFAULT_MAX_NEW_TOKENS = 128
 
@@ -67,11 +68,13 @@ class Runner:
             batch["pixel_values"] = self.processor.pixel_values(present).to(self.model.dtype)
         return batch.to(self.device), prompt_lengths
 
-    def intervening(self, inputs, prompt_lengths: list[int], first_forward_only: bool):
-        """ReFT interventions at this batch's prompt positions (nothing for other adapters)."""
+    def intervening(self, inputs, prompt_lengths: list[int], first_forward_only: bool,
+                    offsets: list[int] | None = None):
+        """ReFT interventions at this batch's prompt positions (nothing for other adapters); `offsets`: where each
+        row's input starts in its prompt, when the rest is in a cache (`ReftAdapter.locations`)."""
         if self.adapter is None or self.adapter.reft is None:
             return contextlib.nullcontext()
-        return self.adapter.reft.intervene(inputs["attention_mask"], prompt_lengths, first_forward_only)
+        return self.adapter.reft.intervene(inputs["attention_mask"], prompt_lengths, first_forward_only, offsets)
 
     def generate_kwargs(self, gen: dict, until: list[str]) -> dict:
         """transformers `generate` arguments from lmms-eval's generation kwargs (`gen` is consumed)."""
@@ -121,3 +124,17 @@ class Runner:
         batch as computed, as (index in `requests`, score) lists; requests sharing an image and a prompt compute that
         context once unless `share_context` is false (`shared_context.py` says how, and why it is exact)."""
         return shared_context.loglikelihoods(self, requests, batch_size, share_context, max_length)
+
+    def generate_requests(self, requests: list[PromptRequest], batch_size: int, gen: dict, until: list[str],
+                          share: bool = True, encoded: list[list[int]] | None = None
+                          ) -> Iterator[list[tuple[int, str]]]:
+        """Each request's generated text (cut at its first stop string), batch by batch as computed, as (index in
+        `requests`, text) lists; requests sharing an image compute it, and the prompt up to its end, once unless
+        `share` is false (`shared_prefix.py` says how, when and why it is exact). `encoded`: the prompts' ids, when
+        the caller has them."""
+        if encoded is None:
+            encoded = self.encode([r.context for r in requests], [r.image for r in requests])
+        kwargs = self.generate_kwargs(dict(gen), until)
+        for batch in shared_prefix.generate(self, requests, encoded, batch_size, kwargs, share):
+            texts = self.tokenizer.batch_decode([ids for _, ids in batch], skip_special_tokens=True)
+            yield [(index, truncate_at(text, until)) for (index, _), text in zip(batch, texts)]

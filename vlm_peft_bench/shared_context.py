@@ -25,16 +25,15 @@ positions (the prefix adapter computes its own).
 from __future__ import annotations
 
 import hashlib
-import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from PIL import Image
-from transformers import DynamicCache
 
 from vlm_peft_bench.errors import VlmPeftBenchError
+from vlm_peft_bench.nanollava.kv_cache import cache_argument, logits_to_keep_argument, returned_cache, select_rows
 
 Score = tuple[float, bool]  # (sum of the continuation's token log-probabilities, every token the argmax)
 
@@ -88,7 +87,7 @@ class _Group:
 
 
 @dataclass
-class _Context:
+class Context:
     """A batch of contexts run once: the last position's logits, the cache, the mask the continuations extend."""
 
     last_logits: torch.Tensor  # [contexts, vocabulary], float
@@ -141,22 +140,16 @@ def _score(predicted: torch.Tensor, target: torch.Tensor) -> Score:
     return float(logprobs.sum()), bool((predicted.argmax(-1) == target).all())
 
 
-def _keep_argument(model: torch.nn.Module) -> str | None:
-    """The model's argument that limits the logits to the last positions (named differently across
-    transformers versions), or None."""
-    parameters = inspect.signature(model.forward).parameters
-    return next((name for name in ("logits_to_keep", "num_logits_to_keep") if name in parameters), None)
-
-
-def _run(runner, inputs, prompt_lengths: list[int], keep: int, use_cache: bool):
-    """One forward over left-padded rows, interventions at the prompt positions, logits of the last `keep`
-    positions (all, where the model cannot limit them)."""
+def run_forward(runner, inputs, prompt_lengths: list[int], keep: int, use_cache: bool,
+                offsets: list[int] | None = None):
+    """One forward over left-padded rows, interventions at the prompt positions (`offsets`: see
+    `ReftAdapter.locations`), logits of the last `keep` positions (all, where the model cannot limit them)."""
     prefix = runner.adapter.prefix if runner.adapter else None
     kwargs = dict(inputs)
-    name = _keep_argument(runner.model)
+    name = logits_to_keep_argument(runner.model)
     if name:
         kwargs[name] = keep
-    with runner.intervening(inputs, prompt_lengths, first_forward_only=False):
+    with runner.intervening(inputs, prompt_lengths, first_forward_only=False, offsets=offsets):
         if prefix is not None:  # its forward sets the positions and its cache
             out = prefix.forward(**kwargs)
         else:
@@ -173,7 +166,7 @@ def _unshared(runner, rows: list[_Row], batch_size: int) -> Iterator[list[tuple[
         inputs, _ = runner.inputs([r.request.context for r in batch], images,
                                   encoded=[r.context_ids + r.continuation_ids for r in batch])
         keep = max(len(r.continuation_ids) for r in batch) + 1
-        _, logits = _run(runner, inputs, [len(r.context_ids) for r in batch], keep, use_cache=False)
+        _, logits = run_forward(runner, inputs, [len(r.context_ids) for r in batch], keep, use_cache=False)
         scores = []
         for b, row in enumerate(batch):
             n = len(row.continuation_ids)
@@ -202,22 +195,31 @@ def _shared(runner, rows: list[_Row], batch_size: int) -> Iterator[list[tuple[in
         del context  # the cache lives no longer than its batch's continuations
 
 
-def _run_contexts(runner, batch: list[_Group], needs_cache: bool) -> _Context:
+def _run_contexts(runner, batch: list[_Group], needs_cache: bool) -> Context:
     images = [group.request.load_image() for group in batch]
-    inputs, lengths = runner.inputs([g.request.context for g in batch], images,
-                                    encoded=[g.context_ids for g in batch])
-    out, logits = _run(runner, inputs, lengths, keep=1, use_cache=needs_cache)
+    return run_contexts(runner, [g.context_ids for g in batch], images, needs_cache)
+
+
+def run_contexts(runner, encoded: list[list[int]], images: list, with_cache: bool,
+                 prompt_lengths: list[int] | None = None) -> Context:
+    """Contexts (token ids, each with its image or None) run once in one left-padded batch. With `prompt_lengths`,
+    each context is the start of a prompt that long, and ReFT intervenes at the positions of the whole prompt that
+    fall in it; without, each context is a whole prompt."""
+    inputs, lengths = runner.inputs([None] * len(encoded), images, encoded=encoded)
+    offsets = None if prompt_lengths is None else [0] * len(encoded)
+    out, logits = run_forward(runner, inputs, prompt_lengths or lengths, keep=1, use_cache=with_cache,
+                              offsets=offsets)
     mask = inputs["attention_mask"]
     prefix = runner.adapter.prefix if runner.adapter else None
     start = torch.zeros(mask.shape[0], dtype=torch.long, device=mask.device)
     if prefix is not None:
         start += prefix.length
-        mask = torch.cat([torch.ones(mask.shape[0], prefix.length, dtype=mask.dtype, device=mask.device), mask], 1)
-    return _Context(logits[:, -1], returned_cache(out) if needs_cache else None, mask,
-                    start + inputs["attention_mask"].sum(-1))
+        mask = torch.cat([prefix.ones(mask.shape[0], mask), mask], 1)
+    return Context(logits[:, -1], returned_cache(out) if with_cache else None, mask,
+                   start + inputs["attention_mask"].sum(-1))
 
 
-def _score_continuations(runner, context: _Context, chunk: list[tuple[int, _Row]]) -> list[tuple[int, Score]]:
+def _score_continuations(runner, context: Context, chunk: list[tuple[int, _Row]]) -> list[tuple[int, Score]]:
     """Scores of continuations, each after its context (`chunk`: (context's row in the batch, request))."""
     longest = max(len(row.continuation_ids) for _, row in chunk)
     logits = None
@@ -234,7 +236,7 @@ def _score_continuations(runner, context: _Context, chunk: list[tuple[int, _Row]
     return scores
 
 
-def _continuation_logits(runner, context: _Context, chunk: list[tuple[int, _Row]], width: int) -> torch.Tensor:
+def _continuation_logits(runner, context: Context, chunk: list[tuple[int, _Row]], width: int) -> torch.Tensor:
     """Float logits of each continuation (right-padded to `width` tokens) run on its context's rows of the cache."""
     device = context.mask.device
     which = torch.tensor([g for g, _ in chunk], device=device)
@@ -244,39 +246,7 @@ def _continuation_logits(runner, context: _Context, chunk: list[tuple[int, _Row]
         ids[r, :len(row.continuation_ids)] = torch.tensor(row.continuation_ids)
         own[r, :len(row.continuation_ids)] = 1
     positions = context.next_position[which][:, None] + torch.arange(width, device=device)
-    cache = {_cache_argument(runner.model): select_rows(context.cache, which)}
+    cache = {cache_argument(runner.model): select_rows(context.cache, which)}
     out = runner.model(input_ids=ids.to(device), attention_mask=torch.cat([context.mask[which], own.to(device)], 1),
                        position_ids=positions, use_cache=True, **cache)
     return out.logits.float()
-
-
-def _cache_argument(model: torch.nn.Module) -> str:
-    """The forward's argument for a cache to continue from: `cache` from transformers 5.24 (where
-    `past_key_values` is deprecated), `past_key_values` before."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-def returned_cache(out) -> Any:
-    """The cache a forward returned, under either name (see `_cache_argument`)."""
-    for name in ("cache", "past_key_values"):
-        if name in out and out[name] is not None:
-            return out[name]
-    raise ValueError("the model's forward returned no cache (use_cache was not honoured)")
-
-
-def cache_layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(keys, values) per layer of a model's past_key_values: transformers 5's cache layers, 4.x's DynamicCache
-    lists, or the legacy tuples."""
-    if hasattr(cache, "layers"):
-        return [(layer.keys, layer.values) for layer in cache.layers]
-    if hasattr(cache, "key_cache"):
-        return list(zip(cache.key_cache, cache.value_cache))
-    return [(keys, values) for keys, values, *_ in cache]
-
-
-def select_rows(cache, rows: torch.Tensor) -> DynamicCache:
-    """A new cache holding copies of these batch rows of `cache` (rows may repeat); `cache` is left unchanged."""
-    out = DynamicCache()  # filled layer by layer: the one way transformers 4.45 and 5 both accept
-    for layer, (keys, values) in enumerate(cache_layers(cache)):
-        out.update(keys.index_select(0, rows), values.index_select(0, rows), layer)
-    return out

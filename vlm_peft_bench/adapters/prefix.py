@@ -2,8 +2,9 @@
 
 peft's own generation path for prefix-tuning does not work with transformers 4.45's Llava (its
 `prepare_inputs_for_generation` drops the image on a pre-filled cache), so we build the cache exactly as peft's
-`get_prompt` does and decode ourselves (greedy or sampling). The prompt's position ids continue after the
-virtual tokens, counted from each row's first real token, so left padding does not change a row's answer.
+`get_prompt` does and decode ourselves (greedy or sampling, `nanollava/decoding.py`). The prompt's position ids
+continue after the virtual tokens, counted from each row's first real token, so left padding does not change a
+row's answer.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from transformers import DynamicCache
 
 from vlm_peft_bench.adapters.detect import AdapterError
 from vlm_peft_bench.adapters.peft_adapter import read_adapter_config, read_adapter_weights
+from vlm_peft_bench.nanollava.decoding import DecodeSettings, decode
+from vlm_peft_bench.nanollava.kv_cache import cache_argument, cache_from_layers, returned_cache
 
 
 @dataclass
@@ -36,10 +39,7 @@ class PrefixAdapter:
         kv = self.embeddings.unsqueeze(0).expand(batch_size, -1, -1)
         kv = kv.reshape(batch_size, self.length, self.num_layers * 2, self.num_heads, head_dim)
         kv = kv.permute([2, 0, 3, 1, 4]).split(2)
-        cache = DynamicCache()  # filled layer by layer: the one way transformers 4.45 and 5 both accept
-        for layer, pair in enumerate(kv):
-            cache.update(pair[0], pair[1], layer)
-        return cache
+        return cache_from_layers(kv)
 
     def forward(self, **inputs):
         """One forward pass with the prefix in front of every row."""
@@ -47,10 +47,9 @@ class PrefixAdapter:
         labels = inputs.pop("labels", None)
         mask = inputs["attention_mask"]
         batch = mask.shape[0]
-        ones = torch.ones(batch, self.length, dtype=mask.dtype, device=mask.device)
         positions = self.length + (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(**{**inputs, "attention_mask": torch.cat([ones, mask], 1)},
-                         past_key_values=self.cache(batch), position_ids=positions, use_cache=True)
+        out = self.model(**{**inputs, "attention_mask": torch.cat([self.ones(batch, mask), mask], 1)},
+                         position_ids=positions, use_cache=True, **{cache_argument(self.model): self.cache(batch)})
         if labels is not None:  # next-token loss on the labelled positions (Llava's own assumes no prefix)
             logits = out.logits[:, :-1].float()
             out.loss = torch.nn.functional.cross_entropy(
@@ -58,44 +57,22 @@ class PrefixAdapter:
         return out
 
     @torch.no_grad()
-    def generate(self, input_ids, attention_mask, pixel_values=None, max_new_tokens: int = 16,
-                 do_sample: bool = False, temperature: float | None = None, top_p: float | None = None,
-                 num_beams: int = 1, eos_token_id: int | None = None, pad_token_id: int = 0, **_ignored):
+    def generate(self, input_ids, attention_mask, pixel_values=None, num_beams: int = 1, **kwargs):
+        """`generate`'s answer for rows with the prefix in front (greedy or sampling: `nanollava/decoding.py`)."""
         if num_beams != 1:
             raise AdapterError("beam search is not supported with prefix-tuning adapters (use num_beams=1)")
-        batch = input_ids.shape[0]
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if pixel_values is not None:
             inputs["pixel_values"] = pixel_values
         out = self.forward(**inputs)
-        cache, mask = out.past_key_values, torch.cat(
-            [torch.ones(batch, self.length, dtype=attention_mask.dtype, device=attention_mask.device),
-             attention_mask], 1)
-        next_position = self.length + attention_mask.sum(-1, keepdim=True)
-        logits = out.logits[:, -1]
-        done = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
-        new_tokens = []
-        for _ in range(max_new_tokens):
-            if do_sample:
-                probs = torch.softmax(logits.float() / (temperature or 1.0), -1)
-                if top_p is not None and top_p < 1:
-                    sorted_p, order = probs.sort(-1, descending=True)
-                    keep = sorted_p.cumsum(-1) - sorted_p < top_p
-                    probs = torch.zeros_like(probs).scatter(-1, order, sorted_p * keep)
-                token = torch.multinomial(probs, 1).squeeze(1)
-            else:
-                token = logits.argmax(-1)
-            token = torch.where(done, torch.full_like(token, pad_token_id), token)
-            new_tokens.append(token)
-            if eos_token_id is not None:
-                done |= token == eos_token_id
-            if bool(done.all()):
-                break
-            mask = torch.cat([mask, torch.ones(batch, 1, dtype=mask.dtype, device=mask.device)], 1)
-            out = self.model(input_ids=token[:, None], attention_mask=mask, past_key_values=cache,
-                             position_ids=next_position, use_cache=True)
-            cache, logits, next_position = out.past_key_values, out.logits[:, -1], next_position + 1
-        return torch.cat([input_ids, torch.stack(new_tokens, 1)], 1)
+        mask = torch.cat([self.ones(input_ids.shape[0], attention_mask), attention_mask], 1)
+        new = decode(self.model, out.logits[:, -1], returned_cache(out), mask,
+                     self.length + attention_mask.sum(-1), DecodeSettings.from_generate_kwargs(kwargs))
+        return torch.cat([input_ids, new], 1)
+
+    def ones(self, batch: int, like: torch.Tensor) -> torch.Tensor:
+        """The attention mask's columns for the virtual tokens."""
+        return torch.ones(batch, self.length, dtype=like.dtype, device=like.device)
 
 
 def load_prefix(model: torch.nn.Module, folder: Path) -> PrefixAdapter:

@@ -192,9 +192,12 @@ class ReftAdapter:
             self.active.positions = None
 
     @contextlib.contextmanager
-    def intervene(self, attention_mask: torch.Tensor, prompt_lengths: list[int], first_forward_only: bool):
-        """Intervene at the configured prompt positions of each (left-padded) row during the block."""
-        self.active.positions = self.locations(attention_mask, prompt_lengths)
+    def intervene(self, attention_mask: torch.Tensor, prompt_lengths: list[int], first_forward_only: bool,
+                  offsets: list[int] | None = None):
+        """Intervene at the configured prompt positions of each (left-padded) row during the block; `offsets`: the
+        prompt position of each row's first real input token, when the input is a later part of the prompt (the
+        rest of it in a cache)."""
+        self.active.positions = self.locations(attention_mask, prompt_lengths, offsets)
         self.active.first_forward_only = first_forward_only
         try:
             # In training, LoReFT's rotation is an orthogonal parametrisation, recomputed (a QR) at every access of
@@ -204,15 +207,29 @@ class ReftAdapter:
         finally:
             self.active.positions = None
 
-    def locations(self, attention_mask: torch.Tensor, prompt_lengths: list[int]) -> _Locations:
+    def locations(self, attention_mask: torch.Tensor, prompt_lengths: list[int], offsets: list[int] | None = None
+                  ) -> _Locations:
+        """Where to intervene in this input: each row's prompt positions (counted on its whole prompt) that fall in
+        the input, as (row, column) pairs per position group. Without `offsets`, the input starts at the prompt's
+        first token; with them, row b's input holds prompt positions offsets[b] onwards, as many as it has real
+        tokens."""
         pads = (attention_mask == 0).long().cumprod(1).sum(1).tolist()  # left padding per row
+        starts = offsets or [0] * len(prompt_lengths)
+        stops = [s + int(n) for s, n in zip(starts, attention_mask.sum(1).tolist())] if offsets else prompt_lengths
+
+        def columns(b: int, positions: list[int]) -> list[int]:
+            return [pads[b] + p - starts[b] for p in positions if starts[b] <= p < stops[b]]
+
         per_row = [position_groups(self.positions, n) for n in prompt_lengths]
-        n_groups = len(per_row[0])
-        groups = []
-        for g in range(n_groups):
-            groups.append(_pad([[pads[b] + p for p in per_row[b][g]] for b in range(len(per_row))]))
-        union = _pad([[pads[b] + p for grp in per_row[b] for p in grp] for b in range(len(per_row))])
+        groups = [_pad([columns(b, per_row[b][g]) for b in range(len(per_row))]) for g in range(len(per_row[0]))]
+        union = _pad([columns(b, [p for grp in per_row[b] for p in grp]) for b in range(len(per_row))])
         return _Locations(groups, union, attention_mask.device)
+
+    def positions_before(self, prompt_length: int, end: int) -> tuple[tuple[int, ...], ...]:
+        """Per position group, the intervened positions of a prompt of `prompt_length` tokens that come before
+        `end`: two prompts whose first `end` tokens are equal compute the same cache for them exactly when these
+        are equal too (a prefix is shared only then)."""
+        return tuple(tuple(p for p in group if p < end) for group in position_groups(self.positions, prompt_length))
 
 
 class _Locations:
@@ -234,7 +251,7 @@ def _index_pairs(positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _pad(rows: list[list[int]]) -> torch.Tensor:
-    width = max(len(r) for r in rows)
+    width = max(1, max(len(r) for r in rows))
     return torch.tensor([r + [-1] * (width - len(r)) for r in rows], dtype=torch.long)
 
 

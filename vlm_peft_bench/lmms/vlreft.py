@@ -8,14 +8,16 @@ model_args: `pretrained` (default nanollava-tiny), `adapter` (a pyreft, peft or 
 do not record them), `device` (default cuda when available, else cpu), `dtype` (auto | float32 | bfloat16 |
 float16), `batch_size`, `system_prompt` (default none), `attn_implementation` (eager | sdpa), `answer_log` (a
 folder for the per-sample answer log that lets a killed run resume; our `lmms_eval` sets
-`<output_path>/vlreft_answers` unless given `--no_resume`), `share_context` (default true: log-likelihood
-requests with the same image and prompt, as a multiple-choice task's options, compute that context once; false
-runs every request whole; the answer log's identity records it).
+`<output_path>/vlreft_answers` unless given `--no_resume`), `share_context` (default true: requests with the
+same image compute it once: generation shares the image and the prompt up to its end
+(`vlm_peft_bench/shared_prefix.py`), and log-likelihood requests with the same image and prompt, as a
+multiple-choice task's options, share that context (`vlm_peft_bench/shared_context.py`); false runs every request
+whole; the answer log's identity and the results' provenance record it).
 
-Generation and log-likelihoods are batched with left padding (`batch_size` prompts, or contexts and then
-continuations when they are shared: `vlm_peft_bench/shared_context.py`); requests are sorted by length so that
-batches pad little, and results come back in the original order. Several processes (`accelerate launch`,
-`torchrun`) split the requests, as lmms-eval's own models do.
+Generation and log-likelihoods are batched with left padding (`batch_size` prompts, or shared prefixes or contexts
+and then what follows them); requests are sorted by length so that batches pad little, and results come back in
+the original order. Several processes (`accelerate launch`, `torchrun`) split the requests, as lmms-eval's own
+models do.
 
 A request that cannot be answered but does not invalidate the run (a prompt longer than the model's context) is
 answered with the empty string, which its task scores as wrong, and recorded as a per-sample failure, as is an
@@ -32,7 +34,6 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from lmms_eval import utils as lmms_utils
 from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 from loguru import logger
@@ -47,6 +48,7 @@ from vlm_peft_bench.nanollava.loading import TINY_NAME, load_nanollava
 from vlm_peft_bench.provenance import combined_hash, folder_hashes
 from vlm_peft_bench.runner import Runner, as_bool
 from vlm_peft_bench.shared_context import ContinuationError, ContinuationRequest, image_digest
+from vlm_peft_bench.shared_prefix import PromptRequest
 
 
 class BadSampleError(VlmPeftBenchError, ValueError):
@@ -218,52 +220,57 @@ class VLReft(lmms):
 
     @torch.inference_mode()
     def generate_until(self, requests: list[Instance]) -> list[str]:
-        def by_length(args):
-            return -len(self.tokenizer(args[0])["input_ids"]), args[0]
-
+        """Requests with the same generation settings go to the runner in one list, which batches them and runs
+        each image, with the prompt up to its end, once unless share_context=false; answers are logged batch by
+        batch. A prompt longer than the model's context is answered with the empty string and recorded as a
+        failure, as is an empty generation."""
         done, keys = self._resume(requests, "generation")
-        todo = [i for i in range(len(requests)) if i not in done]
-        collator = lmms_utils.Collator([(*requests[i].args, i) for i in todo], by_length, grouping=True)
         results: dict[int, str] = dict(done)
+        by_settings: dict[str, list[int]] = {}
+        for i in range(len(requests)):
+            if i not in done:
+                by_settings.setdefault(repr(sorted(requests[i].args[1].items())), []).append(i)
         with tqdm(total=len(requests), initial=len(done), disable=self.rank != 0, desc="vlreft generating") as pbar:
-            for chunk in collator.get_batched(n=self.batch_size, batch_fn=None):
-                contexts, all_kwargs, doc_to_visuals, doc_ids, tasks, splits, positions = zip(*chunk)
-                images = [self._visual(f, d, t, s) for f, d, t, s in zip(doc_to_visuals, doc_ids, tasks, splits)]
-                gen = dict(all_kwargs[0])
+            for todo in by_settings.values():
+                gen = dict(requests[todo[0]].args[1])
                 until = gen.pop("until", None) or []
                 until = [until] if isinstance(until, str) else list(until)
-                texts, failures = self._generate_rows(contexts, images, gen, until)
-                answers = []
-                for pos, context, kwargs, text, failure in zip(positions, contexts, all_kwargs, texts, failures):
-                    self.cache_hook.add_partial("generate_until", (context, kwargs), text)
-                    results[pos] = text
-                    request = requests[pos]
-                    answers.append(Answer(keys[pos], "generate_until", request.task_name, request.doc_id, text,
-                                          failure))
-                self._record(answers)
-                pbar.update(len(chunk))
+                items = self._prompt_requests([requests[i] for i in todo])
+                encoded = self.runner.encode([r.context for r in items], [r.image for r in items])
+                too_long = [k for k, ids in enumerate(encoded) if len(ids) >= self.context_length]
+                if too_long:
+                    self._answer(requests, keys, results, [(todo[k], "", self._too_long(len(encoded[k])))
+                                                          for k in too_long])
+                    pbar.update(len(too_long))
+                fits = sorted(set(range(len(todo))) - set(too_long))
+                batches = self.runner.generate_requests([items[k] for k in fits], self.batch_size, gen, until,
+                                                        self.share_context, [encoded[k] for k in fits])
+                for batch in batches:
+                    self._answer(requests, keys, results, [
+                        (todo[fits[k]], text, None if text.strip() else "empty generation (scored as wrong)")
+                        for k, text in batch])
+                    pbar.update(len(batch))
         return [results[i] for i in range(len(requests))]
 
-    def _generate_rows(self, contexts, images, gen: dict, until: list[str]) -> tuple[list[str], list[str | None]]:
-        """Generated texts and per-row failures; rows whose prompt does not fit the context are not run."""
-        encoded = self.runner.encode(contexts, images)
-        lengths = [len(ids) for ids in encoded]
-        fits = [n < self.context_length for n in lengths]
-        texts = [""] * len(contexts)
-        failures: list[str | None] = [
-            None if ok else f"prompt of {n} tokens does not fit the model's context of {self.context_length} "
-            "tokens; answered with the empty string (scored as wrong)" for ok, n in zip(fits, lengths)
-        ]
-        rows = [i for i, ok in enumerate(fits) if ok]
-        if rows:
-            inputs = self.runner.inputs([contexts[i] for i in rows], [images[i] for i in rows],
-                                           encoded=[encoded[i] for i in rows])
-            generated = self.runner.generate(*inputs, dict(gen), until)
-            for i, text in zip(rows, generated):
-                texts[i] = text
-                if not text.strip():
-                    failures[i] = "empty generation (scored as wrong)"
-        return texts, failures
+    def _too_long(self, n: int) -> str:
+        return (f"prompt of {n} tokens does not fit the model's context of {self.context_length} tokens; answered "
+                "with the empty string (scored as wrong)")
+
+    def _answer(self, requests: list[Instance], keys: list[str | None], results: dict[int, str],
+                answers: list[tuple[int, str, str | None]]) -> None:
+        """Generated texts ((request position, text, failure or None)) kept, cached and logged."""
+        logged = []
+        for pos, text, failure in answers:
+            request = requests[pos]
+            results[pos] = text
+            self.cache_hook.add_partial("generate_until", (request.args[0], request.args[1]), text)
+            logged.append(Answer(keys[pos], "generate_until", request.task_name, request.doc_id, text, failure))
+        self._record(logged)
+
+    def _prompt_requests(self, requests: list[Instance]) -> list[PromptRequest]:
+        """The runner's generation requests (see `_image_sources`)."""
+        return [PromptRequest(r.args[0], image, digest) for r, (image, digest) in zip(requests,
+                                                                                      self._image_sources(requests))]
 
     @torch.inference_mode()
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
@@ -293,19 +300,28 @@ class VLReft(lmms):
         return [results[i] for i in range(len(requests))]
 
     def _continuation_requests(self, requests: list[Instance]) -> list[ContinuationRequest]:
-        """The runner's requests: continuations resolved, each document's image hashed once (its pixels decide the
-        sharing) and loaded again only when its batch runs."""
+        """The runner's log-likelihood requests, continuations resolved (see `_image_sources`)."""
+        out = []
+        for request, (image, digest) in zip(requests, self._image_sources(requests)):
+            context, continuation, _, doc_id, task, split = request.args
+            if not isinstance(continuation, str):
+                continuation = continuation(self.task_dict[task][split][doc_id])
+            out.append(ContinuationRequest(context, continuation, image, digest))
+        return out
+
+    def _image_sources(self, requests: list[Instance]) -> list[tuple[Any, str | None]]:
+        """Each request's image as a loader (None without an image) and its digest: every document's image is read
+        and hashed once (its pixels decide the sharing), then read again only when its batch runs, so that a long
+        request list does not hold every image."""
         digests: dict[tuple, str | None] = {}
         out = []
         for request in requests:
-            context, continuation, doc_to_visual, doc_id, task, split = request.args
-            if not isinstance(continuation, str):
-                continuation = continuation(self.task_dict[task][split][doc_id])
+            _, _, doc_to_visual, doc_id, task, split = request.args
             doc = (task, split, doc_id, doc_to_visual)
             if doc not in digests:
                 digests[doc] = image_digest(self._visual(doc_to_visual, doc_id, task, split))
             image = None if digests[doc] is None else partial(self._visual, doc_to_visual, doc_id, task, split)
-            out.append(ContinuationRequest(context, continuation, image, digests[doc]))
+            out.append((image, digests[doc]))
         return out
 
     def generate_until_multi_round(self, requests) -> list[str]:
