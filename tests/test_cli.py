@@ -28,6 +28,7 @@ def check_outputs(out: Path, provenance: bool):
         assert len(block["model_files_sha256"]["model.safetensors"]) == 64
         assert block["versions"]["transformers"]
         assert block["params"] == {"trainable": 0, "total": 1_926_912, "fraction": 0.0}  # the tiny base's
+        assert block["share_context"] is True  # the default
     scores = data["results"]["cvbench_mini"]
     for metric in ("cvbench_combined", "cvbench_2d", "cvbench_3d", "accuracy", "task_count"):
         assert 0.0 <= scores[f"{metric},none"] <= 1.0

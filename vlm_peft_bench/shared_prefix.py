@@ -22,8 +22,8 @@ reaching back into the prefix for a short question) make the prefix's cache depe
 prefix only with rows that intervene at the same prefix positions (with `m` positions, in practice, with questions
 of the same token length), and otherwise run alone; the image encoding is not shared separately.
 
-Not shared (run as before, through transformers' `generate`): requests without an image, and sampling or beam
-search (whose random draws and beams `generate` defines); `tests/test_shared_prefix.py` checks greedy answers
+Not shared (run as before, through transformers' `generate`): an image asked one question (nothing to share),
+requests without an image, and sampling or beam search (whose random draws and beams `generate` defines); `tests/test_shared_prefix.py` checks greedy answers
 against the unshared path for every adapter kind.
 """
 
@@ -92,7 +92,9 @@ def generate(runner, requests: list[PromptRequest], encoded: list[list[int]], ba
         inside = reft.positions_before(len(ids), split) if reft is not None else None
         key = (digest, tuple(ids[:split]), inside)
         groups.setdefault(key, _Prefix(ids[:split], request, len(ids))).rows.append(_Question(index, ids, split))
-    yield from _unshared(runner, requests, encoded, alone, batch_size, kwargs)
+    for key in [key for key, group in groups.items() if len(group.rows) == 1]:  # nothing to share
+        alone.append(groups.pop(key).rows[0].index)
+    yield from _unshared(runner, requests, encoded, sorted(alone), batch_size, kwargs)
     order = sorted(groups.values(), key=lambda g: -len(g.prefix))
     settings = DecodeSettings.from_generate_kwargs(kwargs)
     for start in range(0, len(order), batch_size):

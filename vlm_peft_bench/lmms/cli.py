@@ -182,12 +182,14 @@ def results_file(output_path: Path, results: dict) -> Path:
 
 def add_provenance(path: Path, model_args: str, failures: list[Answer]) -> None:
     """Add a `vlm_peft_bench` block (versions, prompt template, model hashes, the adapter's hash and method, the
-    evaluated model's parameter counts, per-sample failures of its tasks) to one results file."""
+    evaluated model's parameter counts, whether shared image prefixes and contexts were on, per-sample failures of
+    its tasks) to one results file."""
     from lmms_eval.utils import simple_parse_args_string
 
     # imported here: they import torch, which lmms-eval's own subcommands and the task-name check never need
     from vlm_peft_bench.methods.attach import adapter_hash, resolve_adapter
     from vlm_peft_bench.nanollava.provenance import model_provenance
+    from vlm_peft_bench.runner import as_bool
 
     parsed = simple_parse_args_string(model_args) if model_args else {}
     pretrained = str(parsed.get("pretrained", "nanollava-tiny"))
@@ -198,6 +200,7 @@ def add_provenance(path: Path, model_args: str, failures: list[Answer]) -> None:
         block["adapter"] = {"path": str(parsed["adapter"]), "sha256": adapter_hash(folder),
                             "method": method_name(folder), "merge_lora": parsed.get("merge_lora", False)}
     block["params"] = evaluated_params(pretrained, folder)
+    block["share_context"] = as_bool(parsed.get("share_context", True))  # shared image prefixes and contexts
     data = json.loads(path.read_text())
     data["vlm_peft_bench"] = {"schema_version": SCHEMA_VERSION, **block, **_notes(data), **_failures(data, failures)}
     # replaced whole: a kill or a full disk now must not truncate a finished run's results
