@@ -263,6 +263,23 @@ def test_save_load_round_trip(tmp_path, name):
     assert json.loads((folder / "vlm_peft_bench.json").read_text()) == {"positions": "f2+l2", "share_weights": False}
 
 
+def test_the_evaluation_function_computes_a_frozen_loreft_bit_for_bit():
+    """`evaluation_function` (the hook's fast path) gives exactly the module's numbers, and is offered only where
+    the module is frozen LoReFT with the identity activation."""
+    [entry] = reft_interventions("LoreftIntervention", layers=(1,))
+    module = frozen(entry.module.eval())
+    fast = native.evaluation_function(module)
+    base = torch.randn(7, HIDDEN)
+    with torch.inference_mode():
+        assert torch.equal(fast(base), module(base))
+    assert native.evaluation_function(entry.module.train()) is None  # trainable or parametrised: the module runs
+    relu = native.INTERVENTIONS["LoreftIntervention"](embed_dim=HIDDEN, low_rank_dimension=3, dtype=torch.float32,
+                                                      act_fn="relu")
+    assert native.evaluation_function(frozen(relu.eval())) is None
+    [other] = reft_interventions("NoreftIntervention", layers=(1,))
+    assert native.evaluation_function(frozen(other.module.eval())) is None
+
+
 def test_config_matches_the_zoo_reference(tmp_path):
     """The zoo's reft-r4-all was saved by pyreft's ReftModel.save: our writer gives the same config.json text and the
     same positions file, and rewriting the zoo's own weights through our modules gives the same .bin files."""

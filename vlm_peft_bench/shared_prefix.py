@@ -23,8 +23,8 @@ prefix only with rows that intervene at the same prefix positions (with `m` posi
 of the same token length), and otherwise run alone; the image encoding is not shared separately.
 
 Not shared (run as before, through transformers' `generate`): an image asked one question (nothing to share),
-requests without an image, and sampling or beam search (whose random draws and beams `generate` defines); `tests/test_shared_prefix.py` checks greedy answers
-against the unshared path for every adapter kind.
+requests without an image, and sampling or beam search (whose random draws and beams `generate` defines).
+`tests/test_shared_prefix.py` checks greedy answers against the unshared path for every adapter kind.
 """
 
 from __future__ import annotations

@@ -213,3 +213,25 @@ INTERVENTIONS: dict[str, type[Intervention]] = {cls.__name__: cls for cls in (
 def type_string(name: str) -> str:
     """How pyvene's config.json names an intervention class: `str(type(module))` of pyreft's class."""
     return f"<class '{PYREFT_MODULE}.{name}'>"
+
+
+def evaluation_function(module: torch.nn.Module):
+    """For a frozen LoReFT in evaluation (no parametrisation left, no gradients: `reft.frozen`), its forward as one
+    function of plain tensors: the same torch operations in the same order as `LoreftIntervention.forward`, so the
+    same numbers, without the nested module calls that made up most of an intervention's time on the CPU (dropout
+    is the identity in evaluation). None for anything else (those run their module)."""
+    if type(module) is not LoreftIntervention or module.training or any(p.requires_grad for p in module.parameters()):
+        return None
+    if torch.nn.utils.parametrize.is_parametrized(module.rotate_layer):
+        return None
+    if type(module.act_fn) is not type(ACT2FN["linear"]):  # the identity, pyreft's default
+        return None
+    rotation = module.rotate_layer.weight
+    weight, bias = module.learned_source.weight, module.learned_source.bias
+    rotation_t = rotation.T
+
+    def forward(base: torch.Tensor) -> torch.Tensor:
+        rotated_base = torch.matmul(base.to(rotation.dtype), rotation)
+        source = torch.nn.functional.linear(base, weight, bias)
+        return (base + torch.matmul(source - rotated_base, rotation_t)).to(base.dtype)
+    return forward
