@@ -15,7 +15,8 @@ Timed passes are interleaved (every repeat runs every configuration, in a rotate
 that load from other processes weighs on every side alike. Only ratios of medians measured side by side are
 targets; absolute times are recorded for context. Peak memory: each configuration loads and generates again in its
 own subprocess, which reports its peak RSS (ru_maxrss); `imports_only` is that of a subprocess that only imports.
-Caption scoring (5,000 captions x 5 references) runs `benchmarks/caption_scoring.py` in a subprocess.
+Caption scoring (5,000 captions x 5 references) runs `benchmarks/caption_scoring.py` in a subprocess. Shared image
+prefixes and shared contexts are measured against the unshared path by `benchmarks/sharing.py` (its docstring).
 
     .venv/bin/python -m benchmarks.run [--items 16] [--repeats 7] [--captions 5000] [--quick] [--out PATH]
 """
@@ -308,6 +309,9 @@ def main(argv: list[str] | None = None) -> dict:
     captions_json = args.out.parent / "caption_scoring_from_run.json"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     captions = caption_scoring(args.captions, captions_json)
+    from benchmarks import sharing
+
+    shared = sharing.measure(args.repeats, 8 if args.quick else 60, memory=not args.no_memory)
     result = {
         "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.run", *(argv or sys.argv[1:])]),
         "machine": machine(), "versions": versions(),
@@ -321,10 +325,13 @@ def main(argv: list[str] | None = None) -> dict:
         "examples": {name: texts[name][:3] for name in names},
         "memory_imports_only_mib": memory.get("imports_only", {}).get("peak_rss_mib"),
         "caption_scoring": captions,
+        "sharing": shared,
         "wall_s_total": time.perf_counter() - started,
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))
+    print()
+    print(sharing.table(shared))
     print(f"wrote {args.out}")
     return result
 

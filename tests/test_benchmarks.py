@@ -39,5 +39,13 @@ def test_quick_benchmark_writes_every_ratio(tmp_path):
     assert data["greedy_identical"]["vlreft_vs_llava_hf"]["mismatches"] == 0
     assert data["greedy_identical"]["vlreft_bs8_vs_bs1"]["mismatches"] == 0
     for line in ("throughput vlreft / llava_hf", "time ReFT / bare", "time merged LoRA / bare",
-                 "throughput batch 8 / batch 1", "all but SPICE / METEOR alone"):
+                 "throughput batch 8 / batch 1", "all but SPICE / METEOR alone", "vqa_v2_mini, 300 questions, batch 8",
+                 "cvbench_mini_mc (4-option documents)"):
         assert line in proc.stdout
+    sharing = data["sharing"]  # shared image prefixes and contexts against the unshared path, identical answers
+    for batch in ("1", "8"):
+        vqa = sharing["vqa"]["by_batch_size"][batch]
+        assert vqa["mismatches"] == [] and vqa["ratio"] > 0 and vqa["met"] in (True, False)
+        profile = vqa["profile"]
+        assert profile["questions_per_image"] == 3 and 1 <= profile["bound"] <= 3
+    assert sharing["mc4"]["greedy_flags_identical"] and sharing["mc4"]["largest_loglikelihood_difference"] < 1e-4
