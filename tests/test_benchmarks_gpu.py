@@ -84,8 +84,15 @@ def test_toy_cpu_run_writes_every_measurement(tmp_path):
             assert r["decode_fraction_of_peak_gbps"] == pytest.approx(r["decode_gbps"] / 50)
     assert data["model"]["params_total"] > 0 and data["model"]["image_tokens"] == 64
 
+    sharing = data["sharing"]  # 8 images x 5 questions, shared and unshared: the same tokens, FLOP/s against peak
+    assert sharing["questions_per_image"] == 5 and sharing["answers_identical"] is True
+    assert sharing["questions_per_s"]["shared"] > 0 and sharing["ratio"] > 0
+    assert sharing["shared_fraction_of_peak_tflops"] == pytest.approx(sharing["shared_tflops"] / 2)
+    assert sharing["mc4"]["greedy_flags_identical"] and sharing["mc4"]["largest_loglikelihood_difference"] < 1e-4
+
     for what in ("throughput vlreft / llava_hf", "time ReFT / bare", "time merged LoRA / bare",
-                 "throughput batch 8 / batch 1", "prefill tok/s", "greedy vlreft_vs_llava_hf"):
+                 "throughput batch 8 / batch 1", "prefill tok/s", "greedy vlreft_vs_llava_hf", "questions/s shared",
+                 "4-option log-likelihood"):
         assert what in stdout
 
 

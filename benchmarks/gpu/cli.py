@@ -10,6 +10,7 @@ import re
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 from benchmarks import gpu
@@ -21,6 +22,7 @@ from benchmarks.gpu.model import build_base, make_requests
 from benchmarks.gpu.peaks import peaks
 from benchmarks.gpu.report import table
 from benchmarks.gpu.runners import CONFIGS, Setup
+from benchmarks.gpu.sharing import measure_sharing
 
 
 def versions() -> dict:
@@ -56,6 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget-s", type=float, default=480.0,
                         help="stop adding repeats when the next would end past this many seconds since start")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 on cpu)")
+    parser.add_argument("--share-images", type=int, default=8,
+                        help="images of the sharing workload (0 skips it); each asked --questions-per-image questions")
+    parser.add_argument("--questions-per-image", type=int, default=5, help="VQAv2 has 5.3")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="8 items, 1 repeat, 16 new tokens")
     parser.add_argument("--out", type=Path, default=None)
@@ -77,6 +82,16 @@ def chosen_configs(spec: str | None) -> list[str]:
     if unknown:
         raise SystemExit(f"benchmarks/gpu.sh: unknown configurations {unknown}; known: {names}")
     return [n for n in names if n in chosen]
+
+
+def sharing_section(setup: Setup, fm: dict, args: argparse.Namespace, peak_tflops: float | None) -> dict | None:
+    """The sharing measurements (`sharing.py`), or {"error": ...} when they fail (the rest of the run stands)."""
+    if args.share_images < 1:
+        return None
+    try:
+        return measure_sharing(setup, fm, args.share_images, args.questions_per_image, 8, args.repeats, peak_tflops)
+    except Exception:
+        return {"error": traceback.format_exc()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -107,10 +122,11 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="vlreft-gpu-bench-") as tmp:
         setup = Setup(base, processor, config, device, dtype, sync, args.new_tokens, args.seed, Path(tmp), recipes)
         measured, repeats = run_all(setup, names, libs, requests, args.repeats, args.budget_s, started)
-    fm = flop_model(base, config)
+        fm = flop_model(base, config)
+        peak = peaks(device, args.peak_tflops, args.peak_gbps)
+        shared = sharing_section(setup, fm, args, peak["tflops"])
     tokenizer = processor.tokenizer
     ordinary = set(range(len(tokenizer))) - set(tokenizer.all_special_ids)
-    peak = peaks(device, args.peak_tflops, args.peak_gbps)
     memory_note = (None if device.type == "cuda" else "CPU run: CUDA memory statistics only exist on a GPU")
     result = {
         "command": " ".join(["benchmarks/gpu.sh", *(sys.argv[1:] if argv is None else argv)]),
@@ -140,6 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
         "greedy_identical": agreement(measured, args.items),
         "peak": peak,
         "throughput_vs_peak": roofline(measured, fm, args.items, args.new_tokens, base.dtype.itemsize, peak),
+        "sharing": shared,
         "wall_s_total": time.perf_counter() - started,
     }
     out = args.out or default_out(args.size, peak["device_name"] if device.type == "cuda" else "cpu")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from benchmarks.gpu.sharing import sharing_lines
+
 
 def _f(value, spec: str = ".2f", none: str = "-") -> str:
     return none if value is None else format(value, spec)
@@ -58,6 +60,8 @@ def table(result: dict) -> str:
                  else f"rows ended early in: {', '.join(short)}")
     if odd:
         lines.append(f"special or out-of-tokenizer ids generated in: {', '.join(odd)}")
+    if result.get("sharing"):
+        lines += sharing_lines(result["sharing"])
     lines.append(f"model init {mod['init_s']:.1f} s; total {result['wall_s_total']:.0f} s")
     return "\n".join(lines)
 
