@@ -269,9 +269,11 @@ def test_the_evaluation_function_computes_a_frozen_loreft_bit_for_bit():
     [entry] = reft_interventions("LoreftIntervention", layers=(1,))
     module = frozen(entry.module.eval())
     fast = native.evaluation_function(module)
-    base = torch.randn(7, HIDDEN)
     with torch.inference_mode():
-        assert torch.equal(fast(base), module(base))
+        for rows in (1, 7, 9, 64):
+            for _ in range(5):
+                base = torch.randn(rows, HIDDEN)
+                assert torch.equal(fast(base), module(base)), rows
     assert native.evaluation_function(entry.module.train()) is None  # trainable or parametrised: the module runs
     relu = native.INTERVENTIONS["LoreftIntervention"](embed_dim=HIDDEN, low_rank_dimension=3, dtype=torch.float32,
                                                       act_fn="relu")

@@ -228,7 +228,7 @@ def evaluation_function(module: torch.nn.Module):
         return None
     rotation = module.rotate_layer.weight
     weight, bias = module.learned_source.weight, module.learned_source.bias
-    rotation_t = rotation.T
+    rotation_t = rotation.T  # a view, as pyreft multiplies by (a contiguous copy can round otherwise)
 
     def forward(base: torch.Tensor) -> torch.Tensor:
         rotated_base = torch.matmul(base.to(rotation.dtype), rotation)

@@ -150,6 +150,7 @@ class ReftAdapter:
     share_weights: bool
     active: _Active = field(default_factory=_Active)
     hooks: list = field(default_factory=list)  # (module, forward hook) pairs, installed by `intervene`
+    parametrized: bool = False  # whether any intervention is still parametrised (training)
     handles: list = field(default_factory=list)
 
     def group_of(self, index: int) -> int:
@@ -160,8 +161,8 @@ class ReftAdapter:
 
     def attach(self) -> ReftAdapter:
         """Check that every intervention's layer exists and prepare its hook. Hooks are installed only while
-        `intervene` is active and removed after the forward they serve: a hooked module takes torch's slower call
-        path, which cost every decoding step about 5% of the model's time on the CPU tiny model."""
+        `intervene` is active and removed after the forward they serve, so that decoding steps and other users of
+        the model run without them."""
         decoder = _decoder_layers(self.model)
         self.hooks = []
         for index, (spec, module) in enumerate(zip(self.specs, self.modules)):
@@ -171,7 +172,7 @@ class ReftAdapter:
             for part in spec.where.split(".")[:-1]:
                 target = getattr(target, part)
             self.hooks.append((target, self._hook(module, self.group_of(index))))
-        self.hooks.append((_language_model(self.model), self._after_forward))
+        self.parametrized = any(parametrize.is_parametrized(m) for module in self.modules for m in module.modules())
         return self
 
     def detach(self) -> None:
@@ -213,10 +214,12 @@ class ReftAdapter:
         self.active.first_forward_only = first_forward_only
         self.detach()
         self.handles = [target.register_forward_hook(hook) for target, hook in self.hooks]
+        if first_forward_only:
+            self.handles.append(_language_model(self.model).register_forward_hook(self._after_forward))
         try:
             # In training, LoReFT's rotation is an orthogonal parametrisation, recomputed (a QR) at every access of
             # its weight, twice per layer per forward; within one forward it does not change, so compute it once.
-            with parametrize.cached():
+            with parametrize.cached() if self.parametrized else contextlib.nullcontext():
                 yield
         finally:
             self.active.positions = None
@@ -250,15 +253,19 @@ class ReftAdapter:
 
 class _Locations:
     """Per position group (and for their union, group -1): the positions to intervene on as indices into the
-    flattened (batch x width) hidden states, made once per forward rather than in every layer's hook."""
+    flattened (batch x width) hidden states, made once per forward (and only for the groups asked for) rather than
+    in every layer's hook."""
 
     def __init__(self, groups: list[list[int]], union: list[int], width: int, device):
-        self.width = width
-        self.groups = [torch.tensor(g, dtype=torch.long, device=device) for g in groups]
-        self.union = torch.tensor(union, dtype=torch.long, device=device)
+        self.width, self.device = width, device
+        self.lists = {g: positions for g, positions in enumerate(groups)} | {-1: union}
+        self.tensors: dict[int, torch.Tensor] = {}
 
     def flat(self, group: int) -> torch.Tensor:
-        return self.groups[group] if group >= 0 else self.union
+        found = self.tensors.get(group)
+        if found is None:
+            found = self.tensors[group] = torch.tensor(self.lists[group], dtype=torch.long, device=self.device)
+        return found
 
     def where(self, group: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(rows, columns) of the group's positions."""
