@@ -231,7 +231,9 @@ def evaluation_function(module: torch.nn.Module):
     rotation_t = rotation.T  # a view, as pyreft multiplies by (a contiguous copy can round otherwise)
 
     def forward(base: torch.Tensor) -> torch.Tensor:
-        rotated_base = torch.matmul(base.to(rotation.dtype), rotation)
+        if base.dtype != rotation.dtype:  # the module's conversions, which are no-ops in the hook's float32
+            return module(base)
+        rotated_base = torch.matmul(base, rotation)
         source = torch.nn.functional.linear(base, weight, bias)
-        return (base + torch.matmul(source - rotated_base, rotation_t)).to(base.dtype)
+        return base + torch.matmul(source - rotated_base, rotation_t)
     return forward

@@ -26,12 +26,13 @@ def parse_positions(spec: str) -> dict[str, int]:
     return {k: groups[k] for k in ORDER if k in groups}
 
 
-def position_groups(spec: str, length: int) -> list[list[int]]:
-    """Per group (in f, m, l order), the prompt positions it covers for a prompt of `length` tokens.
+def position_groups(spec: str | dict[str, int], length: int) -> list[list[int]]:
+    """Per group (in f, m, l order), the prompt positions it covers for a prompt of `length` tokens; `spec` is the
+    notation or what `parse_positions` made of it.
 
     Groups never reach past the prompt: a prompt shorter than the groups ask for gets fewer positions.
     """
-    groups = parse_positions(spec)
+    groups = spec if isinstance(spec, dict) else parse_positions(spec)
     out = []
     for kind, n in groups.items():
         n = min(n, length)

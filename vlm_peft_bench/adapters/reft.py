@@ -151,6 +151,8 @@ class ReftAdapter:
     active: _Active = field(default_factory=_Active)
     hooks: list = field(default_factory=list)  # (module, forward hook) pairs, installed by `intervene`
     parametrized: bool = False  # whether any intervention is still parametrised (training)
+    language_model: torch.nn.Module | None = None
+    groups: dict[str, int] = field(default_factory=dict)  # the parsed positions
     handles: list = field(default_factory=list)
 
     def group_of(self, index: int) -> int:
@@ -163,7 +165,9 @@ class ReftAdapter:
         """Check that every intervention's layer exists and prepare its hook. Hooks are installed only while
         `intervene` is active and removed after the forward they serve, so that decoding steps and other users of
         the model run without them."""
-        decoder = _decoder_layers(self.model)
+        self.language_model = _language_model(self.model)  # found once: the search asks every module
+        self.groups = parse_positions(self.positions)
+        decoder = self.language_model.layers
         self.hooks = []
         for index, (spec, module) in enumerate(zip(self.specs, self.modules)):
             if spec.layer >= len(decoder):
@@ -193,9 +197,11 @@ class ReftAdapter:
                 if torch.is_grad_enabled():  # training: keep the layer's output intact for autograd
                     hidden = hidden.clone()
                 rows = hidden.view(-1, hidden.shape[-1])  # (batch x positions, hidden), sharing hidden's memory
-                picked = rows.index_select(0, flat).float()
+                picked = rows.index_select(0, flat)
+                if picked.dtype != torch.float32:  # interventions compute in float32 (the module docstring)
+                    picked = picked.float()
                 edited = (fast if fast is not None and not torch.is_grad_enabled() else module)(picked)
-                rows.index_copy_(0, flat, edited.to(hidden.dtype))
+                rows.index_copy_(0, flat, edited if edited.dtype == hidden.dtype else edited.to(hidden.dtype))
             return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
         return hook
 
@@ -215,7 +221,7 @@ class ReftAdapter:
         self.detach()
         self.handles = [target.register_forward_hook(hook) for target, hook in self.hooks]
         if first_forward_only:
-            self.handles.append(_language_model(self.model).register_forward_hook(self._after_forward))
+            self.handles.append(self.language_model.register_forward_hook(self._after_forward))
         try:
             # In training, LoReFT's rotation is an orthogonal parametrisation, recomputed (a QR) at every access of
             # its weight, twice per layer per forward; within one forward it does not change, so compute it once.
@@ -231,7 +237,7 @@ class ReftAdapter:
         the input, as (row, column) pairs per position group. Without `offsets`, the input starts at the prompt's
         first token; with them, row b's input holds prompt positions offsets[b] onwards, as many as it has real
         tokens."""
-        pads = (attention_mask == 0).long().cumprod(1).sum(1).tolist()  # left padding per row
+        pads = attention_mask.argmax(1).tolist()  # left padding per row: the first real token (argmax: the first 1)
         width = attention_mask.shape[1]
         starts = offsets or [0] * len(prompt_lengths)
         stops = [s + int(n) for s, n in zip(starts, attention_mask.sum(1).tolist())] if offsets else prompt_lengths
@@ -239,7 +245,7 @@ class ReftAdapter:
         def flat(b: int, positions: list[int]) -> list[int]:  # row b's positions as indices into (batch x width)
             return [b * width + pads[b] + p - starts[b] for p in positions if starts[b] <= p < stops[b]]
 
-        per_row = [position_groups(self.positions, n) for n in prompt_lengths]
+        per_row = [position_groups(self.groups, n) for n in prompt_lengths]
         groups = [[i for b in range(len(per_row)) for i in flat(b, per_row[b][g])] for g in range(len(per_row[0]))]
         union = [i for b in range(len(per_row)) for i in flat(b, [p for grp in per_row[b] for p in grp])]
         return _Locations(groups, union, width, attention_mask.device)
@@ -248,7 +254,7 @@ class ReftAdapter:
         """Per position group, the intervened positions of a prompt of `prompt_length` tokens that come before
         `end`: two prompts whose first `end` tokens are equal compute the same cache for them exactly when these
         are equal too (a prefix is shared only then)."""
-        return tuple(tuple(p for p in group if p < end) for group in position_groups(self.positions, prompt_length))
+        return tuple(tuple(p for p in group if p < end) for group in position_groups(self.groups, prompt_length))
 
 
 class _Locations:
