@@ -8,7 +8,13 @@ compared with ours. Wall times depend on what else the machine runs: each run's 
 included) and the cores that other processes kept busy meanwhile are recorded beside them. The metrics can only fit
 inside METEOR's time on a core that METEOR and other processes leave free.
 
-    .venv/bin/python benchmarks/caption_scoring.py [--n 5000] [--refs 5] [--repeats 1] [--reference] [--out PATH]
+With --spice (where SPICE can run: `vlm-peft-bench spice setup`), SPICE is timed too, through caption_scores with
+PTB tokenization like the others: on the 200 `coco_captions_mini` images (each image's first reference as the
+candidate, the other four as references) and on the 5,000 synthetic captions, each cold (an empty reference-parse
+cache) and warm (the same cache again, as a second run or another process pointed at the same folder finds it).
+
+    .venv/bin/python benchmarks/caption_scoring.py [--n 5000] [--refs 5] [--repeats 1] [--reference] [--spice]
+                                                   [--out PATH]
 """
 
 from __future__ import annotations
@@ -134,6 +140,43 @@ def _reference_meteor(predictions: dict, references: dict) -> tuple[float, float
     return seconds, score
 
 
+def mini_captions() -> tuple[dict, dict]:
+    """coco_captions_mini's 200 images: the first reference as the candidate, the other four as references."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(REPO / "tasks" / "coco_captions" / "mini" / "test.parquet", columns=["id", "answer"])
+    predictions, references = {}, {}
+    for row in rows.to_pylist():
+        predictions[row["id"]], references[row["id"]] = row["answer"][0], row["answer"][1:]
+    return predictions, references
+
+
+def spice_cost(sets: dict[str, tuple[dict, dict]]) -> dict:
+    """SPICE's wall and CPU seconds per caption set, cold (an empty parse cache) then warm (the same cache), next to
+    all the other metrics on the same set; the scores must not depend on the cache."""
+    import tempfile
+
+    from vlm_peft_bench.scoring.spice import spice_unavailable_reason
+
+    reason = spice_unavailable_reason()
+    if reason is not None:
+        return {"error": reason}
+    others = [m for m in CAPTION_METRICS if m != "SPICE"]
+    out = {}
+    for name, (predictions, references) in sets.items():
+        with tempfile.TemporaryDirectory(prefix="spice-cache-") as cache:
+            os.environ["VLM_PEFT_BENCH_SPICE_CACHE"] = cache
+            cold, first = _timed(caption_scores, predictions, references, metrics=["SPICE"])
+            warm, second = _timed(caption_scores, predictions, references, metrics=["SPICE"])
+            del os.environ["VLM_PEFT_BENCH_SPICE_CACHE"]
+        if first["SPICE"] != second["SPICE"]:
+            raise SystemExit(f"{name}: SPICE differs with a warm cache: {first['SPICE']} vs {second['SPICE']}")
+        rest, _ = _timed(caption_scores, predictions, references, metrics=others)
+        out[name] = {"captions": len(predictions), "spice": first["SPICE"], "cold": cold, "warm": warm,
+                     "all_but_spice": rest}
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000)
@@ -141,6 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=1, help="alternate the two runs this many times; medians")
     parser.add_argument("--reference", action="store_true", help="also time pycocoevalcap's own Meteor class")
+    parser.add_argument("--spice", action="store_true", help="also time SPICE, cold and warm (see the docstring)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "caption_scoring.json")
     args = parser.parse_args(argv)
 
@@ -175,6 +219,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.reference:
         ref_s, ref_score = _reference_meteor(predictions, references)
         result["pycocoevalcap_meteor"] = {"seconds": ref_s, "score": ref_score, "equal": ref_score == scores["METEOR"]}
+    if args.spice:
+        result["spice"] = spice_cost({"coco_captions_mini": mini_captions(),
+                                      f"synthetic_{args.n}": (predictions, references)})
     _print_table(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -198,6 +245,14 @@ def _print_table(result: dict) -> None:
         ref = result["pycocoevalcap_meteor"]
         print(f"  {'pycocoevalcap Meteor class':<32} {ref['seconds']:15.2f}   same score: {ref['equal']}")
     print(f"  ratio all / METEOR alone: {result['ratio_all_to_meteor']:.3f} (target <= {result['target_ratio']})")
+    spice = result.get("spice")
+    if spice and "error" in spice:
+        print(f"  SPICE not timed: {spice['error']}")
+    elif spice:
+        for name, r in spice.items():
+            print(f"  SPICE on {name} ({r['captions']} captions, score {r['spice']:.4f}): cold "
+                  f"{r['cold']['wall_s']:.1f} s, warm cache {r['warm']['wall_s']:.1f} s; all other metrics "
+                  f"{r['all_but_spice']['wall_s']:.1f} s")
     peak = result["peak_rss_mib"]
     print(f"  peak RSS: python {peak['python']:.0f} MiB, largest child {peak['children']:.0f} MiB")
     print("  " + ", ".join(f"{k} {v:.4f}" for k, v in result["scores"].items()))

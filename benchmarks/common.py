@@ -137,3 +137,27 @@ def distribution_versions(names: tuple[str, ...]) -> dict[str, str | None]:
 def cpu_count() -> int | None:
     """CPUs this process may run on (its affinity where the platform tells it)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def fresh(requests):
+    """Copies whose generation kwargs are new dicts (llava_hf pops `until` from the shared one)."""
+    import copy
+
+    from lmms_eval.api.instance import Instance
+
+    out = []
+    for r in requests:
+        args = tuple(copy.deepcopy(a) if isinstance(a, dict) else a for a in r.args)
+        out.append(Instance(request_type=r.request_type, arguments=args, idx=r.idx, metadata=r.metadata))
+    return out
+
+
+def status_mib(field: str) -> float | None:
+    """A VmRSS/VmHWM line of /proc/self/status in MiB (Linux), or None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None

@@ -24,7 +24,6 @@ prefixes and shared contexts are measured against the unshared path by `benchmar
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import platform
@@ -45,9 +44,11 @@ from benchmarks.common import (  # noqa: E402
     cpu_count,
     distribution_versions,
     environment_defaults,
+    fresh,
     quiet,
     rotated,
     silent_tqdm,
+    status_mib,
     target_met,
     target_text,
     text_mismatches,
@@ -117,17 +118,6 @@ def build_requests(n: int):
     return task, list(task.instances)
 
 
-def fresh(requests):
-    """Copies whose generation kwargs are new dicts (llava_hf pops `until` from the shared one)."""
-    from lmms_eval.api.instance import Instance
-
-    out = []
-    for r in requests:
-        args = tuple(copy.deepcopy(a) if isinstance(a, dict) else a for a in r.args)
-        out.append(Instance(request_type=r.request_type, arguments=args, idx=r.idx, metadata=r.metadata))
-    return out
-
-
 def attach(lm, task):
     lm.task_dict[TASK] = task.dataset
     return lm
@@ -145,17 +135,6 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _status_mib(field: str) -> float | None:
-    """A VmRSS/VmHWM line of /proc/self/status in MiB (Linux), or None."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
 def worker(name: str, items: int, hf_dir: str | None) -> None:
     """Subprocess: load one configuration, generate once; print peak RSS as JSON on the last line.
 
@@ -171,11 +150,11 @@ def worker(name: str, items: int, hf_dir: str | None) -> None:
         reset = True
     except OSError:
         reset = False
-    before = _status_mib("VmRSS")
+    before = status_mib("VmRSS")
     if name != "imports_only":
         lm = attach(build_model(name, Path(hf_dir) if hf_dir else None), task)
         timed_pass(lm, requests)
-    peak = _status_mib("VmHWM") if reset else None
+    peak = status_mib("VmHWM") if reset else None
     print(json.dumps({"config": name, "peak_rss_mib": peak if peak is not None else peak_rss_mib(),
                       "peak_over_imports_mib": None if peak is None or before is None else peak - before}))
 
@@ -192,10 +171,11 @@ def measure_memory(names: list[str], items: int, hf_dir: Path, threads: int) -> 
     return out
 
 
-def caption_scoring(n: int, out: Path) -> dict:
-    cmd = [sys.executable, str(REPO / "benchmarks" / "caption_scoring.py"), "--n", str(n), "--out", str(out)]
+def caption_scoring(n: int, out: Path, spice: bool) -> dict:
+    cmd = [sys.executable, str(REPO / "benchmarks" / "caption_scoring.py"), "--n", str(n), "--out", str(out),
+           *(["--spice"] if spice else [])]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=3600)
     if proc.returncode != 0:
         return {"error": proc.stderr[-2000:], "captions": n}
     result = json.loads(out.read_text())
@@ -203,7 +183,7 @@ def caption_scoring(n: int, out: Path) -> dict:
         "captions": result["captions"], "references_per_caption": result["references_per_caption"],
         "seconds": result["seconds"], "ratio_all_to_meteor": result["ratio_all_to_meteor"],
         "target_ratio": result["target_ratio"], "peak_rss_mib": result["peak_rss_mib"],
-        "wall_s_total": time.perf_counter() - start, "json": str(out),
+        "wall_s_total": time.perf_counter() - start, "json": str(out), "spice": result.get("spice"),
     }
 
 
@@ -308,7 +288,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     captions_json = args.out.parent / "caption_scoring_from_run.json"
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    captions = caption_scoring(args.captions, captions_json)
+    captions = caption_scoring(args.captions, captions_json, spice=not args.quick)
     from benchmarks import sharing
 
     shared = sharing.measure(args.repeats, 8 if args.quick else 60, memory=not args.no_memory)
@@ -370,6 +350,12 @@ def table(result: dict) -> str:
                      f"Java {c['peak_rss_mib']['children']:.0f} MiB")
     else:
         lines.append(f"caption scoring failed: {c['error'][-300:]}")
+    for name, r in (c.get("spice") or {}).items():
+        if name == "error":
+            lines.append(f"SPICE not timed: {r}")
+        else:
+            lines.append(f"SPICE on {name} ({r['captions']} captions): cold {r['cold']['wall_s']:.1f} s, warm "
+                         f"cache {r['warm']['wall_s']:.1f} s; all other metrics {r['all_but_spice']['wall_s']:.1f} s")
     return "\n".join(lines)
 
 

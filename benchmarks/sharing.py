@@ -26,9 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import environment_defaults, quiet, rotated, silent_tqdm, text_mismatches  # noqa: E402
+from benchmarks import common  # noqa: E402
 
-environment_defaults()
+common.environment_defaults()
 
 TARGETS = {"vqa": 1.5, "mc4": 2.0}  # throughput shared / unshared, at least
 FULL_SIZE_BYTES_PER_TOKEN = 24 * 2 * 1024 * 2  # nanoLLaVA: layers x (key, value) x hidden x bf16 bytes
@@ -52,16 +52,14 @@ def vlreft_model(task_dicts: dict):
     import vlm_peft_bench.lmms.vlreft as vlreft_module
     from vlm_peft_bench.lmms.vlreft import VLReft
 
-    vlreft_module.tqdm = silent_tqdm
+    vlreft_module.tqdm = common.silent_tqdm
     model = VLReft(pretrained="nanollava-tiny", device="cpu", dtype="float32")
     model.task_dict.update(task_dicts)
     return model
 
 
 def timed(call, requests) -> tuple[float, list]:
-    from benchmarks.run import fresh
-
-    reqs = fresh(requests)
+    reqs = common.fresh(requests)
     start = time.perf_counter()
     out = call(reqs)
     return time.perf_counter() - start, out
@@ -79,7 +77,7 @@ def side_by_side(model, method: str, requests, settings: dict[str, tuple[bool, i
     for name in settings:  # warm-up
         call(name)
     for rep in range(repeats):
-        for name in rotated(list(settings), rep):
+        for name in common.rotated(list(settings), rep):
             s, out = call(name)
             seconds[name].append(s)
             outputs.setdefault(name, out)
@@ -132,7 +130,7 @@ def vqa_section(repeats: int) -> dict:
         out["by_batch_size"][str(batch_size)] = {
             "seconds": got["seconds"], "runs_s": got["runs_s"], "ratio": ratio, "target": TARGETS["vqa"],
             "met": ratio >= TARGETS["vqa"], "profile": profile,
-            "mismatches": text_mismatches(got["outputs"]["shared"], got["outputs"]["unshared"]),
+            "mismatches": common.text_mismatches(got["outputs"]["shared"], got["outputs"]["unshared"]),
         }
     return out
 
@@ -168,13 +166,12 @@ def memory_worker(share: bool) -> dict:
 
     import torch
 
-    from benchmarks.run import _status_mib
     from vlm_peft_bench import shared_prefix
     from vlm_peft_bench.nanollava.kv_cache import cache_bytes, cache_layers
     from vlm_peft_bench.nanollava.loading import load_nanollava
     from vlm_peft_bench.runner import Runner
 
-    quiet()
+    common.quiet()
     requests, gen = memory_workload()
     loaded = load_nanollava("nanollava-tiny", device="cpu", dtype="float32")
     runner = Runner(loaded.model, loaded.processor, torch.device("cpu"))
@@ -193,11 +190,11 @@ def memory_worker(share: bool) -> dict:
     shared_prefix.run_contexts = tracked
     gc.collect()
     Path("/proc/self/clear_refs").write_text("5")
-    before = _status_mib("VmRSS")
+    before = common.status_mib("VmRSS")
     with torch.inference_mode():
         for _ in runner.generate_requests(requests, 8, gen, list(gen["until"]), share):
             pass
-    peak = _status_mib("VmHWM")
+    peak = common.status_mib("VmHWM")
     return {"share": share, "questions": len(requests), "images": 8, "batch_size": 8,
             "peak_above_loaded_model_mib": peak - before, "prefix_batches": kept,
             "caches_alive_after": sum(ref() is not None for ref in alive)}
@@ -226,7 +223,7 @@ def memory_section() -> dict:
 
 def measure(repeats: int = 5, mc_docs: int = 60, memory: bool = True) -> dict:
     started = time.perf_counter()
-    quiet()
+    common.quiet()
     out = {"vqa": vqa_section(repeats), "mc4": mc_section(repeats, mc_docs)}
     if memory:
         out["memory"] = memory_section()

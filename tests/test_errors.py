@@ -172,14 +172,14 @@ def test_corrupt_adapter_exits_2(tmp_path, damage):
 
 
 FAIL_ON_SECOND_BATCH = """
-real = vlreft.VLReft._generate_rows
+real = vlreft.VLReft._answer
 batches = []
 def second_batch_fails(self, *args, **kwargs):
     batches.append(1)
     if len(batches) == 2:
         raise {error}
     return real(self, *args, **kwargs)
-vlreft.VLReft._generate_rows = second_batch_fails
+vlreft.VLReft._answer = second_batch_fails
 """
 
 

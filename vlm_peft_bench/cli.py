@@ -1,5 +1,5 @@
 """`vlm-peft-bench`: the project's own commands (parameter accounting, adapter inspection, training, the
-leaderboard, repr-rank, the task folder for plain lmms-eval).
+leaderboard, repr-rank, SPICE's jars, the task folder for plain lmms-eval).
 
 Every `--json` command prints one JSON document and nothing else on stdout: while it runs, stdout is sent to
 stderr (library notices, progress), and only the document is written to the real stdout (`_emit`).
@@ -113,6 +113,42 @@ def _repr_rank(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spice_setup(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from vlm_peft_bench.scoring.spice_jars import setup
+
+    def progress(artifact):
+        bar = tqdm(desc=artifact.file_name, unit="B", unit_scale=True, file=sys.stderr)
+
+        def update(done: int, total: int | None) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+        update.close = bar.close
+        return update
+
+    report = setup(Path(args.dir) if args.dir else None, method=args.method, write_config=not args.no_config,
+                   log=lambda text: print(text, file=sys.stderr), progress_factory=progress)
+    if report.fetched:
+        print(f"fetched {len(report.fetched)} jars ({report.method}) into {report.folder}; "
+              f"{len(report.present)} were there already")
+    else:
+        print(f"all {len(report.present)} jars are in {report.folder} and match their checksums: nothing fetched")
+    if report.config:
+        print(f"recorded corenlp_dir: {report.folder} in {report.config}")
+    else:
+        print(f"config file left alone: set VLM_PEFT_BENCH_CORENLP={report.folder} for SPICE to find them")
+    return 0
+
+
+def _spice_status(args: argparse.Namespace) -> int:
+    from vlm_peft_bench.scoring.spice import format_report, spice_report
+
+    report = spice_report()
+    _emit(args, json.dumps(report, indent=2), format_report(report))
+    return 0 if report["available"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlm-peft-bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -171,6 +207,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "named in leaderboard.json (inputs.skipped)")
     b.set_defaults(func=_leaderboard_build)
 
+    sp = sub.add_parser("spice", help="SPICE's jars: fetch them (setup) and see what SPICE would use (status)")
+    sp_sub = sp.add_subparsers(dest="spice_command", required=True)
+    ss = sp_sub.add_parser("setup", help="fetch Stanford CoreNLP 3.6.0 and Nashorn from Maven Central, checked "
+                                         "against their checksums, and record the folder for SPICE",
+                           description="Puts the two CoreNLP 3.6.0 jars and the Nashorn JavaScript engine (with asm) "
+                                       "into a folder of yours, each checked against Maven Central's SHA-1, and "
+                                       "writes corenlp_dir into the config file. Jars already there and valid are "
+                                       "kept; nothing is fetched then.")
+    ss.add_argument("--dir", help="where the jars go (default: the platform's user data folder, "
+                                  "~/.local/share/vlm-peft-bench/corenlp on Linux)")
+    ss.add_argument("--method", default="auto", choices=["auto", "mvn", "https"],
+                    help="auto: `mvn dependency:copy` when mvn is on PATH (reuses Maven's cache), else HTTPS")
+    ss.add_argument("--no-config", action="store_true", help="do not write corenlp_dir into the config file")
+    ss.set_defaults(func=_spice_setup)
+    st = sp_sub.add_parser("status", help="what SPICE would use here and why (exit status 1 when unavailable)")
+    st.add_argument("--json", action="store_true", help="print the report as JSON")
+    st.set_defaults(func=_spice_status)
+
     r = sub.add_parser("repr-rank", help="singular-value spectrum and effective rank ratio of final-layer "
                                          "representations on a task's test items (PT-PEFT)")
     r.add_argument("--base", default="nanollava-tiny")
@@ -194,7 +248,8 @@ def main(argv: list[str] | None = None) -> None:
         with quiet:
             code = args.func(args)
     except VlmPeftBenchError as err:  # an expected failure: its message, no traceback, status 2
-        command = " ".join(filter(None, (args.command, getattr(args, "leaderboard_command", None))))
+        command = " ".join(filter(None, (args.command, getattr(args, "leaderboard_command", None),
+                                         getattr(args, "spice_command", None))))
         print(f"vlm-peft-bench {command}: {err}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code)

@@ -1,32 +1,27 @@
-"""SPICE 1.0 (the spice-1.0.jar that pycocoevalcap 1.2 ships), run through Java, never downloading anything.
+"""SPICE 1.0 (the spice-1.0.jar that pycocoevalcap 1.2 ships), run through Java; it never downloads anything.
 
-SPICE needs Stanford CoreNLP 3.6.0: `stanford-corenlp-3.6.0.jar` and `stanford-corenlp-3.6.0-models.jar` from
-`stanford-corenlp-full-2015-12-09.zip` (Stanford NLP site; not on PyPI). pycocoevalcap's Spice class downloads
-them on construction, so we never use it. We look for a folder holding both jars, first match wins:
+SPICE needs Stanford CoreNLP 3.6.0, `stanford-corenlp-3.6.0.jar` and `stanford-corenlp-3.6.0-models.jar`, and on
+Java 15+ the Nashorn JavaScript engine: `vlm-peft-bench spice setup` fetches them from Maven Central into one
+folder (`spice_jars.py`). pycocoevalcap's Spice class downloads CoreNLP on construction, so we never use it. We
+look for a folder holding the two CoreNLP jars, first match wins:
 
 1. the environment variable VLM_PEFT_BENCH_CORENLP;
-2. `corenlp_dir:` in `$XDG_CONFIG_HOME/vlm-peft-bench/config.yaml` (default `~/.config/vlm-peft-bench/config.yaml`);
-   a relative path is taken from the config file's folder;
+2. `corenlp_dir:` in `$XDG_CONFIG_HOME/vlm-peft-bench/config.yaml` (default `~/.config/vlm-peft-bench/config.yaml`;
+   `spice setup` writes it); a relative path is taken from the config file's folder;
 3. pycocoevalcap's own `spice/lib/` folder, where its downloader would have put them.
 
 An explicit setting (1 or 2) that names a folder without both jars makes SPICE unavailable, with that reason,
-rather than silently falling through. The reference-parse cache defaults to `$XDG_CACHE_HOME/vlm-peft-bench/spice`
-(`~/.cache/...`) and is created before the run.
-
-Java 15 and newer removed the JavaScript engine that spice-1.0.jar uses to pretty-print its `-out` file: the
-official command then parses and scores everything and dies with a NullPointerException, leaving an empty output.
-On those versions we start SPICE through a small launcher (Java source run by the JDK's source launcher) that
-calls the same `SpiceScorer.scoreBatch` without `-out` and writes the same JSON (unindented) itself. It needs a
-JDK (the `jdk.compiler` module), not just a JRE. On Java 8-14 we run `edu.anu.spice.SpiceScorer` itself.
+rather than silently falling through. Nashorn's jars are used when they are in that same folder (how SPICE is
+started: `spice_java.py`). The reference-parse cache defaults to `$VLM_PEFT_BENCH_SPICE_CACHE`, else
+`$XDG_CACHE_HOME/vlm-peft-bench/spice` (`~/.cache/...`), and is created before the run; it is shared by runs and
+processes (SPICE keeps it in an LMDB database), so references parsed once are not parsed again.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -41,50 +36,25 @@ import yaml
 
 from vlm_peft_bench.errors import VlmPeftBenchError
 from vlm_peft_bench.scoring.caption_inputs import check_caption_inputs
+from vlm_peft_bench.scoring.spice_jars import CONFIG_KEY, NASHORN, config_path
+from vlm_peft_bench.scoring.spice_java import (  # noqa: F401  (spice_command, write_spice_input: part of the API)
+    CORENLP_JARS,
+    FIRST_JAVA_WITHOUT_JAVASCRIPT,
+    OPENED_PACKAGES,
+    RUNNER_FILE,
+    RUNNER_SOURCE,
+    java_info,
+    prepare_spice_run,
+    spice_command,
+    write_spice_input,
+)
 
 ENV_VAR = "VLM_PEFT_BENCH_CORENLP"
-CONFIG_KEY = "corenlp_dir"
-CORENLP_RELEASE = "stanford-corenlp-full-2015-12-09"
-CORENLP_JARS: tuple[str, str] = ("stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar")
-CORENLP_URL = f"https://nlp.stanford.edu/software/{CORENLP_RELEASE}.zip"
+SETUP_COMMAND = "vlm-peft-bench spice setup"
 
 SPICE_DIR = Path(next(iter(pycocoevalcap.__path__))) / "spice"
 SPICE_JAR = SPICE_DIR / "spice-1.0.jar"
 SPICE_LIB = SPICE_DIR / "lib"
-
-# SPICE's cache serializes with fst, which reflects into these JDK packages; Java 9+ must open them.
-OPENED_PACKAGES: tuple[str, ...] = (
-    "java.lang", "java.util", "java.math", "java.util.concurrent", "java.net", "java.text",
-)  # fmt: skip
-FIRST_JAVA_WITHOUT_JAVASCRIPT = 15
-
-RUNNER_FILE = "SpiceRunner.java"
-RUNNER_SOURCE = """\
-import java.lang.reflect.Constructor;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Paths;
-import java.util.Arrays;
-
-/** Runs SPICE 1.0's SpiceScorer.scoreBatch and writes its stats as JSON: argv = out.json, then SPICE's arguments. */
-public class SpiceRunner {
-    public static void main(String[] argv) throws Exception {
-        String[] spiceArgs = Arrays.copyOfRange(argv, 1, argv.length);
-        Class<?> argsClass = Class.forName("edu.anu.spice.SpiceArguments");
-        Constructor<?> newArgs = argsClass.getDeclaredConstructor(String[].class);
-        newArgs.setAccessible(true);
-        Object args = newArgs.newInstance((Object) spiceArgs);
-        Class<?> scorerClass = Class.forName("edu.anu.spice.SpiceScorer");
-        Constructor<?> newScorer = scorerClass.getDeclaredConstructor();
-        newScorer.setAccessible(true);
-        Object scorer = newScorer.newInstance();
-        scorerClass.getMethod("scoreBatch", argsClass).invoke(scorer, args);
-        Object stats = scorerClass.getField("stats").get(scorer);
-        String json = (String) stats.getClass().getMethod("toJSONString").invoke(stats);
-        Files.write(Paths.get(argv[0]), json.getBytes(StandardCharsets.UTF_8));
-    }
-}
-"""
 
 
 class SpiceUnavailableError(VlmPeftBenchError, RuntimeError):
@@ -98,12 +68,6 @@ class SpiceOutput:
     score: float
     per_image: dict[Any, float]
     subsets: dict[Any, dict[str, dict[str, float]]]
-
-
-def config_path() -> Path:
-    """Where the optional config file is read from."""
-    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    return Path(base) / "vlm-peft-bench" / "config.yaml"
 
 
 CACHE_ENV_VAR = "VLM_PEFT_BENCH_SPICE_CACHE"
@@ -124,34 +88,36 @@ def _jar_problem(folder: Path) -> str | None:
     return f"lacks {' and '.join(missing)}" if missing else None
 
 
-def _corenlp_lookup() -> tuple[Path | None, list[str]]:
-    """The CoreNLP folder, or None and what was found wrong at each place looked at."""
+def _corenlp_lookup() -> tuple[Path | None, list[str], str]:
+    """The CoreNLP folder (or None), what was found wrong at each place looked at, and where it came from."""
     notes: list[str] = []
     env = os.environ.get(ENV_VAR, "").strip()
     if env:
         folder = Path(env).expanduser()
         problem = _jar_problem(folder)
-        return (folder, []) if problem is None else (None, [f"{ENV_VAR}={env} {problem}"])
+        return (folder, [], ENV_VAR) if problem is None else (None, [f"{ENV_VAR}={env} {problem}"], ENV_VAR)
     notes.append(f"{ENV_VAR} is not set")
     config = config_path()
     if config.is_file():
         try:
             data = yaml.safe_load(config.read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
-            return None, [*notes, f"{config} could not be read: {exc}"]
+            return None, [*notes, f"{config} could not be read: {exc}"], str(config)
         value = data.get(CONFIG_KEY) if isinstance(data, dict) else None
         if value:
             folder = Path(str(value)).expanduser()
             folder = folder if folder.is_absolute() else config.parent / folder
             problem = _jar_problem(folder)
-            return (folder, []) if problem is None else (None, [*notes, f"{CONFIG_KEY}: {value} in {config} {problem}"])
+            source = f"{CONFIG_KEY} in {config}"
+            return (folder, [], source) if problem is None else (
+                None, [*notes, f"{CONFIG_KEY}: {value} in {config} {problem}"], source)
         notes.append(f"{config} has no {CONFIG_KEY}")
     else:
         notes.append(f"no {config}")
     problem = _jar_problem(SPICE_LIB)
     if problem is None:
-        return SPICE_LIB, []
-    return None, [*notes, f"{SPICE_LIB} {problem}"]
+        return SPICE_LIB, [], "pycocoevalcap's spice/lib"
+    return None, [*notes, f"{SPICE_LIB} {problem}"], "nowhere"
 
 
 def find_corenlp() -> Path | None:
@@ -159,26 +125,12 @@ def find_corenlp() -> Path | None:
     return _corenlp_lookup()[0]
 
 
-@functools.lru_cache(maxsize=8)
-def java_info(java: str) -> tuple[int | None, bool]:
-    """(major version, has the jdk.compiler module) of a java executable; (None, False) when it cannot say."""
-    try:
-        done = subprocess.run([java, "-version"], capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
-        return None, False
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', done.stderr.decode(errors="replace"))
-    if not match:
-        return None, False
-    major = int(match.group(1))
-    if major == 1 and match.group(2):  # "1.8.0_402" is Java 8
-        major = int(match.group(2))
-    if major < 9:
-        return major, False
-    try:
-        modules = subprocess.run([java, "--list-modules"], capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
-        return major, False
-    return major, b"jdk.compiler@" in modules.stdout
+def nashorn_jars(corenlp: Path | None) -> list[Path]:
+    """Nashorn's jars when all of them are in the CoreNLP folder (where `spice setup` puts them), else []."""
+    if corenlp is None:
+        return []
+    jars = [corenlp / artifact.file_name for artifact in NASHORN]
+    return jars if all(jar.is_file() for jar in jars) else []
 
 
 def spice_unavailable_reason() -> str | None:
@@ -186,7 +138,7 @@ def spice_unavailable_reason() -> str | None:
     java = shutil.which("java")
     if java is None:
         return (
-            "SPICE unavailable: no `java` on PATH. SPICE 1.0 needs Java 8 or newer (a JDK on Java 15+), "
+            "SPICE unavailable: no `java` on PATH. SPICE 1.0 needs Java 8 or newer, "
             "e.g. `apt-get install openjdk-17-jdk-headless`."
         )
     if not SPICE_JAR.is_file():
@@ -194,91 +146,64 @@ def spice_unavailable_reason() -> str | None:
     major, has_compiler = java_info(java)
     if major is None:
         return f"SPICE unavailable: could not read the version of {java} (`java -version`)."
-    if major >= FIRST_JAVA_WITHOUT_JAVASCRIPT and not has_compiler:
-        return (
-            f"SPICE unavailable: Java {major} at {java} is a JRE without the jdk.compiler module. Java 15+ has no "
-            "JavaScript engine, which spice-1.0.jar needs to write its output, so we start it through a small "
-            "launcher that the JDK compiles; install a JDK (e.g. openjdk-17-jdk-headless) or put Java 8-14 first "
-            "on PATH."
-        )
-    folder, notes = _corenlp_lookup()
+    folder, notes, _ = _corenlp_lookup()
     if folder is None:
         return (
-            f"SPICE unavailable: Stanford CoreNLP 3.6.0 not found ({'; '.join(notes)}). SPICE 1.0 needs "
-            f"{CORENLP_JARS[0]} and {CORENLP_JARS[1]} from {CORENLP_RELEASE}.zip, from the Stanford NLP site "
-            f"({CORENLP_URL}; not on PyPI). Put the two jars in a folder and set {ENV_VAR} to it (or "
-            f"`{CONFIG_KEY}:` in {config_path()}, or copy them into {SPICE_LIB}). Nothing is downloaded "
-            "automatically."
+            f"SPICE unavailable: Stanford CoreNLP 3.6.0 not found ({'; '.join(notes)}). Run `{SETUP_COMMAND}` "
+            f"(it fetches {CORENLP_JARS[0]}, {CORENLP_JARS[1]} and, for Java 15+, the Nashorn JavaScript engine "
+            f"from Maven Central into a folder of yours and records it as `{CONFIG_KEY}:` in {config_path()}), or "
+            f"put the two jars in a folder and set {ENV_VAR} to it."
+        )
+    if major >= FIRST_JAVA_WITHOUT_JAVASCRIPT and not has_compiler and not nashorn_jars(folder):
+        return (
+            f"SPICE unavailable: Java {major} at {java} has no JavaScript engine, which spice-1.0.jar needs to "
+            f"write its output, and no jdk.compiler module for our launcher, and {folder} lacks Nashorn's jars. "
+            f"Run `{SETUP_COMMAND} --dir {folder}` (it adds Nashorn), install a JDK (e.g. openjdk-17-jdk-headless), "
+            "or put Java 8-14 first on PATH."
         )
     return None
 
 
-def spice_command(
-    input_json: str | os.PathLike[str],
-    output_json: str | os.PathLike[str],
-    cache_dir: str | os.PathLike[str],
-    corenlp_dir: str | os.PathLike[str],
-    *,
-    java: str = "java",
-    java_major: int = 17,
-    runner: str | os.PathLike[str] | None = None,
-    spice_jar: str | os.PathLike[str] | None = None,
-    spice_lib: str | os.PathLike[str] | None = None,
-) -> list[str]:
-    """The SPICE command line (no side effects).
-
-    `java -Xmx8G [--add-opens ...] -cp spice-1.0.jar:lib/*:<the two CoreNLP jars> <main> in.json -cache DIR
-    [-out out.json] -subset -silent`, where <main> is `edu.anu.spice.SpiceScorer` before Java 15 and the launcher
-    source `runner` (followed by the output path) from Java 15 on; `spice_jar` and `spice_lib` default to
-    pycocoevalcap's. Only the two CoreNLP jars go on the class path,
-    as in spice-1.0.jar's manifest, so other jars in a full CoreNLP folder cannot shadow SPICE's own libraries.
-    """
-    corenlp = Path(corenlp_dir)
-    jars = [str(spice_jar or SPICE_JAR), str(Path(spice_lib or SPICE_LIB) / "*")]
-    classpath = os.pathsep.join([*jars, *(str(corenlp / jar) for jar in CORENLP_JARS)])
-    cmd = [java, "-Xmx8G"]
-    if java_major >= 9:
-        for package in OPENED_PACKAGES:
-            cmd += ["--add-opens", f"java.base/{package}=ALL-UNNAMED"]
-    cmd += ["-cp", classpath]
-    options = ["-cache", str(cache_dir), "-subset", "-silent"]
-    if java_major >= FIRST_JAVA_WITHOUT_JAVASCRIPT:
-        if runner is None:
-            raise ValueError(f"Java {java_major} needs the launcher source ({RUNNER_FILE}) as `runner`")
-        return [*cmd, str(runner), str(output_json), str(input_json), *options]
-    return [*cmd, "edu.anu.spice.SpiceScorer", str(input_json), "-cache", str(cache_dir), "-out", str(output_json),
-            "-subset", "-silent"]  # fmt: skip
+def entry_point(java_major: int | None, corenlp: Path | None) -> str:
+    """How SPICE starts here: the official SpiceScorer (Java 8-14, or with Nashorn) or our launcher."""
+    if java_major is not None and java_major >= FIRST_JAVA_WITHOUT_JAVASCRIPT and not nashorn_jars(corenlp):
+        return f"our launcher ({RUNNER_FILE}: Java {java_major} has no JavaScript engine and Nashorn is absent)"
+    why = "Nashorn on the class path" if nashorn_jars(corenlp) else f"Java {java_major}"
+    return f"edu.anu.spice.SpiceScorer, the official entry point ({why})"
 
 
-def write_spice_input(tests: Sequence[str], refs: Sequence[Sequence[str]], path: str | os.PathLike[str]) -> None:
-    """SPICE's input file, as pycocoevalcap writes it: [{image_id, test, refs}], with image_id the position."""
-    items = [{"image_id": i, "test": test, "refs": list(r)} for i, (test, r) in enumerate(zip(tests, refs))]
-    Path(path).write_text(json.dumps(items, indent=2))
+def spice_report() -> dict[str, Any]:
+    """What SPICE would use here and why (`vlm-peft-bench spice status`); nothing is run or downloaded."""
+    java = shutil.which("java")
+    major, has_compiler = java_info(java) if java else (None, False)
+    folder, notes, source = _corenlp_lookup()
+    reason = spice_unavailable_reason()
+    return {
+        "available": reason is None, "reason": reason,
+        "java": {"path": java, "major": major, "jdk_compiler": has_compiler},
+        "spice_jar": str(SPICE_JAR), "spice_jar_present": SPICE_JAR.is_file(),
+        "corenlp_dir": None if folder is None else str(folder), "corenlp_from": source, "looked_at": notes,
+        "nashorn": [str(jar) for jar in nashorn_jars(folder)],
+        "entry_point": entry_point(major, folder) if reason is None else None,
+        "cache_dir": str(default_cache_dir()), "config_file": str(config_path()),
+    }
 
 
-def prepare_spice_run(
-    tests: Sequence[str],
-    refs: Sequence[Sequence[str]],
-    workdir: str | os.PathLike[str],
-    cache_dir: str | os.PathLike[str],
-    corenlp_dir: str | os.PathLike[str],
-    *,
-    java: str = "java",
-    java_major: int = 17,
-) -> list[str]:
-    """Write in.json (and the launcher source) into `workdir`, create the cache folder, return the command.
-
-    The output goes to `workdir`/out.json. SPICE fails on a cache folder that does not exist, so it is made here.
-    """
-    work = Path(workdir)
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    write_spice_input(tests, refs, work / "in.json")
-    runner = work / RUNNER_FILE
-    if java_major >= FIRST_JAVA_WITHOUT_JAVASCRIPT:
-        runner.write_text(RUNNER_SOURCE)
-    return spice_command(
-        work / "in.json", work / "out.json", cache_dir, corenlp_dir, java=java, java_major=java_major, runner=runner
-    )
+def format_report(report: dict[str, Any]) -> str:
+    java = report["java"]
+    lines = [f"SPICE: {'available' if report['available'] else 'unavailable'}",
+             f"java: {java['path'] or 'none on PATH'}" + (f" (Java {java['major']}, jdk.compiler "
+                                                           f"{'yes' if java['jdk_compiler'] else 'no'})"
+                                                           if java["path"] else ""),
+             f"spice-1.0.jar: {report['spice_jar']}" + ("" if report["spice_jar_present"] else " (missing)"),
+             f"CoreNLP 3.6.0: {report['corenlp_dir'] or 'not found'} (from {report['corenlp_from']})",
+             f"Nashorn: {'in the CoreNLP folder' if report['nashorn'] else 'absent'}",
+             f"reference-parse cache: {report['cache_dir']}", f"config file: {report['config_file']}"]
+    if report["entry_point"]:
+        lines.append(f"starts: {report['entry_point']}")
+    if report["reason"]:
+        lines.append(report["reason"])
+    return "\n".join(lines)
 
 
 def _to_float(value: Any) -> float:
@@ -336,7 +261,9 @@ class SpiceJob:
         self._log_path = work / "spice.log"
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         try:
-            cmd = prepare_spice_run(tests, refs, work, cache, find_corenlp(), java=java, java_major=major or 0)
+            corenlp = find_corenlp()
+            cmd = prepare_spice_run(tests, refs, work, cache, corenlp, java=java, java_major=major or 0,
+                                    spice_jar=SPICE_JAR, spice_lib=SPICE_LIB, nashorn=nashorn_jars(corenlp))
             self._log = open(self._log_path, "wb")  # closed in close()
             try:
                 self._proc = subprocess.Popen(
