@@ -19,6 +19,7 @@ ZOO = REPO / "adapters_zoo" / "weights"
 EXAMPLES = {  # command path -> arguments for a quick run (pyreft-touching ones, so pyvene's print is provoked)
     ("params",): ["--base", "nanollava-tiny", "--recipe", "reft-r4-all"],
     ("inspect",): [str(ZOO / "reft-r4-all__nanollava-tiny__cvbench_mini"), "--base", "nanollava-tiny"],
+    ("spice", "status"): [],
 }
 
 

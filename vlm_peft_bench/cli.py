@@ -146,7 +146,7 @@ def _spice_status(args: argparse.Namespace) -> int:
 
     report = spice_report()
     _emit(args, json.dumps(report, indent=2), format_report(report))
-    return 0 if report["available"] else 1
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="auto: `mvn dependency:copy` when mvn is on PATH (reuses Maven's cache), else HTTPS")
     ss.add_argument("--no-config", action="store_true", help="do not write corenlp_dir into the config file")
     ss.set_defaults(func=_spice_setup)
-    st = sp_sub.add_parser("status", help="what SPICE would use here and why (exit status 1 when unavailable)")
+    st = sp_sub.add_parser("status", help="what SPICE would use here and why (`available` in the JSON)")
     st.add_argument("--json", action="store_true", help="print the report as JSON")
     st.set_defaults(func=_spice_status)
 
