@@ -51,6 +51,7 @@ def manager():
 @pytest.fixture(autouse=True)
 def fresh_cache():
     cvm._cache.clear()
+    cvm._per_item.clear()
     yield
     cvm._cache.clear()
 
@@ -192,16 +193,16 @@ def test_caption_record_keeps_response_and_references():
 @pytest.mark.slow
 def test_caption_metrics_share_one_whole_split_scoring_pass(monkeypatch):
     calls, returned = [], []
-    real = scoring.caption_scores
+    real = scoring.caption_report
 
     def counting(predictions, references, *args, **kwargs):
         calls.append((dict(predictions), dict(references)))
         if len(calls) > 1:  # later passes only count (one real pass is enough: METEOR's JVM is slow to start)
-            return {m: 0.0 for m in CAPTION_METRICS}
-        returned.append(real(predictions, references, *args, **kwargs))
-        return returned[-1]
+            return scoring.CaptionReport({m: 0.0 for m in CAPTION_METRICS})
+        returned.append(real(predictions, references, *args, **kwargs).scores)
+        return scoring.CaptionReport(returned[-1])
 
-    monkeypatch.setattr(scoring, "caption_scores", counting)
+    monkeypatch.setattr(scoring, "caption_report", counting)
     predictions = ["a red circle on a white background", "", "a black diamond\nin the middle"]
     per_item = caption_results(predictions)
     scores = aggregate_all(per_item)
@@ -234,15 +235,21 @@ def test_spice_is_a_value_or_an_explicit_note(monkeypatch, spice):
         out = {m: 0.5 for m in CAPTION_METRICS[:-1]}
         if spice != "absent":
             out["SPICE"] = spice
-        return out
+        per_item = {} if spice == "absent" else {"SPICE": {i: spice for i in predictions}}
+        return scoring.CaptionReport(out, per_item)
 
-    monkeypatch.setattr(scoring, "caption_scores", fake)
+    monkeypatch.setattr(scoring, "caption_report", fake)
+    records = [r["SPICE"] for r in caption_results(["a", "b", "c"])]
     value = aggregate_all(caption_results(["a", "b", "c"]))["SPICE"]
+    kept = cvm.per_item_scores(records)
+    assert cvm.per_item_scores(records) == {}  # handed over once
     if spice == 0.25:
         assert value == 0.25
-    else:  # a short note that says so and where to look
+        assert kept == {"SPICE": {r["id"]: 0.25 for r in records}}
+    else:  # a short note that says so and where to look; no per-item scores are kept for a note
         assert isinstance(value, str) and value.startswith("SPICE unavailable: ") and len(value) <= 130
         assert value.endswith("(see README: SPICE)")
+        assert kept == {}
 
 
 VQA_DOC = {"question_id": 7000, "answer_type": "number", "multiple_choice_answer": "3",

@@ -33,8 +33,9 @@ def cvbench_records(n: int, accuracy: float, seed: int) -> list[dict]:
 def write_run(folder: Path, stamp: str, task: str = "cvbench_mini", adapter: str | None = None,
               accuracy: float = 0.5, seed: int = 0, n: int = 60, version: float = 1.0, template: str = TEMPLATE,
               base_hash: str = BASE_HASH, post_prompt: str = POST, samples: bool = True, limit=None,
-              inputs_salt: str = "") -> Path:
-    """One lmms-eval-shaped results file (+ sample log) for `task`; returns the results file."""
+              inputs_salt: str = "", spice: list[float] | None = None) -> Path:
+    """One lmms-eval-shaped results file (+ sample log) for `task`; returns the results file. Captions: SPICE
+    unavailable, or `spice`'s per-image scores (their mean the score, recorded as our `lmms_eval` records them)."""
     folder = Path(folder) / "nanollava-tiny"
     folder.mkdir(parents=True, exist_ok=True)
     logged = []
@@ -53,11 +54,15 @@ def write_run(folder: Path, stamp: str, task: str = "cvbench_mini", adapter: str
         scores = {"Bleu_4": 0.1 * accuracy, "METEOR": 0.2, "ROUGE_L": 0.4, "CIDEr": accuracy,
                   "SPICE": "SPICE unavailable: Stanford CoreNLP 3.6.0 not found (see README: SPICE)"}
         logged = [{"CIDEr": {"id": str(i)}} for i in range(n)]
+        if spice is not None:
+            scores["SPICE"] = sum(spice) / len(spice)
     model_args = "pretrained=nanollava-tiny" + (f",adapter=zoo/weights/{adapter}" if adapter else "")
     block = {"pretrained": "nanollava-tiny", "model_folder": "/somewhere/nanollava-tiny", "model_hash": base_hash,
              "prompt_template": template, "versions": VERSIONS}
     if adapter:
         block["adapter"] = {"path": f"zoo/weights/{adapter}", "sha256": adapter_sha(adapter), "merge_lora": False}
+    if spice is not None and task.startswith("coco"):
+        block["per_item"] = {task: {"SPICE": {str(i): v for i, v in enumerate(spice)}}}
     data = {
         "results": {task: {"alias": task, **{f"{k},none": v for k, v in scores.items()},
                            **{f"{k}_stderr,none": "N/A" for k in scores}}},

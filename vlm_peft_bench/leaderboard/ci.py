@@ -1,7 +1,9 @@
 """Bootstrap 95% intervals from per-sample logs: resample items with replacement, re-aggregate, take percentiles.
 
 Seeded (the same logs give the same interval, byte for byte). Recipes exist for metrics that aggregate
-per-item records cheaply; corpus metrics (CIDEr, BLEU, METEOR, SPICE) would need re-scoring and get none.
+per-item records cheaply; corpus metrics (CIDEr, BLEU, METEOR) would need re-scoring and get none. SPICE is a
+corpus metric that is exactly the mean of independent per-image scores: `item_interval` resamples those (our
+`lmms_eval` records them in the results file), which re-scores the resampled set exactly.
 A log whose records lack what the recipe needs (another lmms-eval layout) raises `UnscorableLog`: the cell then
 has no interval and its ci_note says why.
 """
@@ -72,3 +74,11 @@ def point_and_interval(recipe: str, samples: list[dict], metrics: tuple[str, ...
         low, high = np.percentile(finite, [2.5, 97.5])
         out[metric] = {"value": float(point[metric]), "ci95": [float(low), float(high)]}
     return out
+
+
+def item_interval(metric: str, values: list[float], draws: int = DRAWS, seed: int = SEED) -> dict[str, float | list]:
+    """{"value": mean, "ci95": [low, high]} of a metric that is the plain mean of these per-item scores."""
+    intervals = point_and_interval("mean", [{metric: v} for v in values], (metric,), draws, seed)
+    if metric not in intervals:
+        raise UnscorableLog(f"the per-item {metric} scores give no finite mean")
+    return intervals[metric]

@@ -42,6 +42,25 @@ def _sig(value, digits: int = 6):
     return None if value is None else float(f"{float(value):.{digits}g}")
 
 
+def _item_interval(result: TaskResult, name: str, metric: dict) -> str:
+    """Set `metric`'s 95% interval from the results file's per-item scores of `name` (SPICE); says how it went."""
+    values = result.per_item.get(name)
+    if metric["value"] is None:
+        return f"{name}: no score"
+    if not values:
+        return f"{name}: n/a (no per-item scores in the results file; run with --log_samples)"
+    if result.n is not None and len(values) != result.n:
+        return f"{name}: n/a ({len(values)} per-item scores for {result.n} items)"
+    try:
+        interval = ci.item_interval(name, [float(v) for v in values.values()])
+    except ci.UnscorableLog as err:
+        return f"{name}: n/a ({err})"
+    if abs(interval["value"] - result.scores[name]) > 1e-6:
+        return f"{name}: n/a (the per-item scores do not reproduce it)"
+    metric["ci95"] = [_num(interval["ci95"][0]), _num(interval["ci95"][1])]
+    return f"{name}: bootstrap over its per-image scores"
+
+
 def measured_cell(result: TaskResult, group: Group) -> dict:
     spec = spec_for(result.task)
     names = metrics_of(spec)
@@ -69,6 +88,10 @@ def measured_cell(result: TaskResult, group: Group) -> dict:
                 ci_note = f"n/a: the sample log does not reproduce {name}"
                 continue
             metrics[name]["ci95"] = [_num(interval["ci95"][0]), _num(interval["ci95"][1])]
+    item_notes = [_item_interval(result, name, metrics[name]) for name in spec.item_ci if name in metrics]
+    if spec.ci is None and spec.item_ci:
+        others = ", ".join(n for n in names if n not in spec.item_ci)
+        ci_note = "; ".join([f"n/a: corpus metrics (an interval would need re-scoring): {others}", *item_notes])
     return {
         "group": group.id, "metrics": metrics, "ci_note": ci_note, "n": result.n, "date": result.date,
         "seeds": result.seeds, "versions": result.versions, "task_hash": result.task_hash,

@@ -9,9 +9,10 @@ The `vlm_peft_bench` provenance block our `lmms_eval` command adds: optional (pl
 before the block was written, have none: hashes are then unknown and the builder says so in a note). Its
 `schema_version` is 1 when absent: every block written so far (pretrained, model_hash, prompt_template,
 versions; adapter and notes since they exist) is version 1, and later additions within version 1 (such as
-`failures`, `params` and `adapter.method`) are only ever new keys: the reader ignores those it does not use and
-checks those it reads (`params`: the evaluated model's {trainable, total, fraction}, or {"unknown": reason}; the
-leaderboard takes a row's parameter counts from it). A version it does not know is refused.
+`failures`, `params`, `adapter.method` and `per_item`) are only ever new keys: the reader ignores those it does
+not use and checks those it reads (`params`: the evaluated model's {trainable, total, fraction}, or
+{"unknown": reason}; the leaderboard takes a row's parameter counts from it; `per_item`: {task: {metric:
+{item id: number}}}, the per-image SPICE scores its interval is drawn from). A version it does not know is refused.
 """
 
 from __future__ import annotations
@@ -125,7 +126,24 @@ def provenance_problems(block) -> list[str]:
                                       "a string")
     params = block.get("params")
     problems += _type_problem("vlm_peft_bench.params", params, (dict, type(None)), "an object")
-    return problems + (_params_problems(params) if isinstance(params, dict) else [])
+    problems += _params_problems(params) if isinstance(params, dict) else []
+    return problems + _per_item_problems(block.get("per_item"))
+
+
+def _per_item_problems(per_item) -> list[str]:
+    """Per-item scores of corpus metrics that are their mean: {task: {metric: {item id: number}}}."""
+    problems = _type_problem("vlm_peft_bench.per_item", per_item, (dict, type(None)), "an object")
+    for task, metrics in (per_item or {}).items() if isinstance(per_item, dict) else ():
+        where = f"vlm_peft_bench.per_item.{task}"
+        problems += _type_problem(where, metrics, (dict,), "an object (metric -> {item id: score})")
+        for metric, values in metrics.items() if isinstance(metrics, dict) else ():
+            problems += _type_problem(f"{where}.{metric}", values, (dict,), "an object (item id -> score)")
+            if isinstance(values, dict):
+                bad = [k for k, v in values.items() if not isinstance(v, (int, float)) or isinstance(v, bool)]
+                if bad:
+                    problems.append(f"'{where}.{metric}' has {len(bad)} item(s) whose score is not a number "
+                                    f"(first: {bad[0]!r})")
+    return problems
 
 
 def _params_problems(params: dict) -> list[str]:

@@ -51,6 +51,7 @@ class TaskResult:
     provenance: bool = True  # False: no vlm_peft_bench block (plain lmms-eval): hashes unknown
     params: dict | None = None  # the block's parameter counts ({trainable, total, fraction} or {unknown}), if any
     adapter_method: str | None = None  # the adapter's method as the block records it, if it does
+    per_item: dict = field(default_factory=dict)  # metric -> {item id: score} (the block's per-image SPICE)
 
 
 def find_results(dirs: list[Path]) -> list[Path]:
@@ -211,6 +212,7 @@ def read_results(path: Path, with_samples: bool = True) -> list[TaskResult]:
             task_hash=_obj(data, "task_hashes").get(task), n=(_obj(data, "n-samples").get(task) or {}).get("effective"),
             model_args=model_args, notes=dict(block.get("notes") or {}), provenance=bool(block),
             params=block.get("params"), adapter_method=(block.get("adapter") or {}).get("method"),
+            per_item=dict((block.get("per_item") or {}).get(task) or {}),
         )
         if with_samples:
             attach_samples(result, Path(path))

@@ -16,6 +16,7 @@ class TaskSpec:
     headline: str  # the metric plotted against the trainable fraction and used for the Pareto frontier
     extra: tuple[str, ...] = ()  # further columns, in this order
     ci: str | None = None  # a bootstrap recipe in `ci.RECIPES`, or None: no interval ("n/a": corpus metrics)
+    item_ci: tuple[str, ...] = ()  # corpus metrics that are the mean of per-item scores the results file records
 
 
 def _cvbench(*parts: str) -> TaskSpec:
@@ -28,7 +29,7 @@ TASKS: dict[str, TaskSpec] = {
     "cvbench": _cvbench("2D", "3D"),
     "cvbench_2d": _cvbench("2D"),
     "cvbench_3d": _cvbench("3D"),
-    "coco_captions": TaskSpec("CIDEr", ("Bleu_4", "METEOR", "ROUGE_L", "SPICE")),
+    "coco_captions": TaskSpec("CIDEr", ("Bleu_4", "METEOR", "ROUGE_L", "SPICE"), item_ci=("SPICE",)),
     "vqa_v2": TaskSpec("vqa_accuracy", ci="mean"),
 }
 

@@ -4,7 +4,9 @@ Captions: every item's `process_results` returns one record (id, raw response, p
 each of the eight metric names; each metric's aggregation then asks `corpus_caption_scores` for the scores of
 the whole split. The scorers run ONCE per distinct set of records: the result is kept in memory under a hash of
 the records' content (never in a file, never for other records), so the eight aggregations share one scoring
-pass (one PTB tokenizer, one METEOR JVM) and CIDEr's IDF comes from the whole split.
+pass (one PTB tokenizer, one METEOR JVM) and CIDEr's IDF comes from the whole split. SPICE's per-image scores
+from that pass are kept too, until `per_item_scores` hands them over (our `lmms_eval` writes them into the results
+file, where the leaderboard draws SPICE's bootstrap interval from them).
 
 Multi-process runs: lmms-eval (0.7.3, `evaluator.evaluate`) gathers every rank's per-item results to rank 0
 (`torch.distributed.gather_object` over `task_output.sample_metrics`, one list per metric) and only then, on
@@ -34,6 +36,7 @@ SPICE_NOTE_PREFIX = "SPICE unavailable: "
 
 _CACHE_SIZE = 4  # distinct record sets kept (a run aggregates one split per task; more is never needed)
 _cache: OrderedDict[str, dict] = OrderedDict()
+_per_item: dict[str, dict[str, dict[str, float]]] = {}  # records digest -> metric -> {item id: score}
 _lock = threading.Lock()
 
 
@@ -68,8 +71,10 @@ def records_digest(records: list[dict]) -> str:
     return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
 
 
-def _score_captions(predictions: dict[str, str], references: dict[str, list[str]]) -> dict[str, float | str]:
-    """The one call to the caption scorers, and how an unavailable SPICE is reported.
+def _score_captions(predictions: dict[str, str], references: dict[str, list[str]]
+                    ) -> tuple[dict[str, float | str], dict[str, dict[str, float]]]:
+    """The one call to the caption scorers, and how an unavailable SPICE is reported: (scores, the per-item
+    scores of each metric that has a number and keeps them).
 
     SPICE needs Stanford CoreNLP 3.6.0 jars that may be absent; `caption_scores` then leaves SPICE out and
     `spice_status()` says why and what to do. The SPICE metric's value is then a short note string
@@ -77,7 +82,8 @@ def _score_captions(predictions: dict[str, str], references: dict[str, list[str]
     results JSON and prints in its table as it is; the full reason goes to the log (and, through our `lmms_eval`,
     into the results file's `vlm_peft_bench.notes`). A non-finite SPICE score is reported the same way.
     """
-    scores: dict[str, float | str] = dict(scoring.caption_scores(predictions, references))
+    report = scoring.caption_report(predictions, references)
+    scores: dict[str, float | str] = dict(report.scores)
     spice = scores.get("SPICE")
     if not (isinstance(spice, (int, float)) and math.isfinite(spice)):
         reason = scoring.spice_status()
@@ -85,7 +91,8 @@ def _score_captions(predictions: dict[str, str], references: dict[str, list[str]
             reason = f"{SPICE_NOTE_PREFIX}the scorer returned {spice!r} for SPICE instead of a score"
         logger.warning(reason)
         scores["SPICE"] = spice_note(reason)
-    return scores
+    return scores, {metric: dict(values) for metric, values in report.per_item.items() if metric in scores
+                    and not isinstance(scores[metric], str)}
 
 
 def spice_note(reason: str, limit: int = 100) -> str:
@@ -110,11 +117,22 @@ def corpus_caption_scores(records: list[dict]) -> dict[str, float | str]:
                 raise ValueError(f"caption scoring: item id {r['id']!r} appears twice; ids must be unique")
             predictions[r["id"]] = r["prediction"]
             references[r["id"]] = list(r["references"])
-        scores = _score_captions(predictions, references)
+        scores, per_item = _score_captions(predictions, references)
         _cache[digest] = scores
+        if per_item:
+            _per_item[digest] = per_item
+            while len(_per_item) > _CACHE_SIZE:  # never handed over (plain lmms-eval): the oldest go
+                del _per_item[next(iter(_per_item))]
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
         return scores
+
+
+def per_item_scores(records: list[dict]) -> dict[str, dict[str, float]]:
+    """Hand over (and forget) the per-item scores the scoring of these records kept: {"SPICE": {item id: F}} when
+    SPICE ran, {} when it did not or these records were not scored in this process."""
+    with _lock:
+        return _per_item.pop(records_digest(records), {})
 
 
 def caption_aggregation(metric: str):

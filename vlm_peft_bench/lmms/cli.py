@@ -33,6 +33,7 @@ from pathlib import Path
 from vlm_peft_bench.atomic import write_files
 from vlm_peft_bench.errors import VlmPeftBenchError
 from vlm_peft_bench.lmms.answer_log import Answer, RunSettings, failure_list, read_failures, set_run_settings
+from vlm_peft_bench.lmms.caption_vqa_metrics import per_item_scores
 from vlm_peft_bench.methods.table import method_name
 from vlm_peft_bench.paths import tasks_dir
 from vlm_peft_bench.provenance import SCHEMA_VERSION
@@ -138,7 +139,7 @@ def evaluate(args: argparse.Namespace, failures_file: Path) -> None:
         try:
             failures_file.unlink(missing_ok=True)  # this evaluation's model records its own failures afresh
             results, samples = evaluate_one(run_args)
-            finish(run_args, results, read_failures(failures_file))
+            finish(run_args, results, read_failures(failures_file), samples)
         except Exception as err:
             raise _EvaluationFailed(err) from None
         return results, samples
@@ -155,10 +156,11 @@ def evaluate(args: argparse.Namespace, failures_file: Path) -> None:
         raise failed
 
 
-def finish(args: argparse.Namespace, results: dict | None, failures: list[Answer]) -> None:
+def finish(args: argparse.Namespace, results: dict | None, failures: list[Answer], samples: dict | None = None) -> None:
     """After one evaluation, on the process that writes the results (lmms-eval's rank 0): check that they exist
     (and, with an output path, were written) and, for `vlreft`, add our block to the results file. With several
-    processes the failure list is rank 0's own shard's (each rank's answer log holds the rest)."""
+    processes the failure list is rank 0's own shard's (each rank's answer log holds the rest). `samples` (lmms-eval's
+    logged samples, with --log_samples) identify the caption records whose per-image SPICE scores are recorded."""
     if int(os.environ.get("RANK", "0")) != 0:
         return
     if results is None:
@@ -166,7 +168,7 @@ def finish(args: argparse.Namespace, results: dict | None, failures: list[Answer
     if args.output_path:
         path = results_file(Path(args.output_path), results)
         if args.model == "vlreft":
-            add_provenance(path, args.model_args or "", failures)
+            add_provenance(path, args.model_args or "", failures, caption_per_item(samples))
 
 
 def results_file(output_path: Path, results: dict) -> Path:
@@ -180,10 +182,11 @@ def results_file(output_path: Path, results: dict) -> Path:
     return path
 
 
-def add_provenance(path: Path, model_args: str, failures: list[Answer]) -> None:
+def add_provenance(path: Path, model_args: str, failures: list[Answer], per_item: dict | None = None) -> None:
     """Add a `vlm_peft_bench` block (versions, prompt template, model hashes, the adapter's hash and method, the
     evaluated model's parameter counts, whether shared image prefixes and contexts were on, per-sample failures of
-    its tasks) to one results file."""
+    its tasks, and `per_item`: {task: {metric: {item id: score}}} for corpus metrics that are a mean of per-item
+    scores, i.e. SPICE) to one results file."""
     from lmms_eval.utils import simple_parse_args_string
 
     # imported here: they import torch, which lmms-eval's own subcommands and the task-name check never need
@@ -203,6 +206,9 @@ def add_provenance(path: Path, model_args: str, failures: list[Answer]) -> None:
     block["share_context"] = as_bool(parsed.get("share_context", True))  # shared image prefixes and contexts
     data = json.loads(path.read_text())
     data["vlm_peft_bench"] = {"schema_version": SCHEMA_VERSION, **block, **_notes(data), **_failures(data, failures)}
+    tasks = set(data.get("results", {}))
+    if any(task in tasks for task in per_item or {}):
+        data["vlm_peft_bench"]["per_item"] = {task: v for task, v in per_item.items() if task in tasks}
     # replaced whole: a kill or a full disk now must not truncate a finished run's results
     write_files(path.parent, {path.name: json.dumps(data, indent=2, ensure_ascii=False).encode()})
 
@@ -226,6 +232,19 @@ def _notes(data: dict) -> dict:
     if not any(isinstance(scores.get("SPICE,none"), str) for scores in results.values()):
         return {}
     return {"notes": {"SPICE": spice_status() or "SPICE unavailable: see the run's log"}}
+
+
+def caption_per_item(samples: dict | None) -> dict:
+    """{task: {"SPICE": {item id: F}}} for the caption tasks among lmms-eval's logged samples whose scoring in this
+    process kept per-image SPICE scores (none without --log_samples, or when SPICE did not run)."""
+    out = {}
+    for task, logged in (samples or {}).items():
+        records = [s.get("SPICE") for s in logged if isinstance(s, dict)]
+        if records and all(isinstance(r, dict) and "prediction" in r for r in records):
+            scores = per_item_scores(records)
+            if scores:
+                out[task] = scores
+    return out
 
 
 def _failures(data: dict, failures: list[Answer]) -> dict:

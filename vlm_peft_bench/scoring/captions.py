@@ -23,6 +23,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,15 @@ def spice_status() -> str | None:
     return spice_module.spice_unavailable_reason()
 
 
+@dataclass(frozen=True)
+class CaptionReport:
+    """Corpus scores, and the per-item scores of the metrics whose corpus score is their plain mean (SPICE: the
+    mean of independent per-image F-scores, so resampling items and averaging re-scores exactly)."""
+
+    scores: dict[str, float]
+    per_item: dict[str, dict[Any, float]] = field(default_factory=dict)  # metric -> {caller's id: score}
+
+
 def caption_scores(
     predictions: Mapping[Any, str],
     references: Mapping[Any, Sequence[str]],
@@ -70,14 +80,25 @@ def caption_scores(
     returns the reason to report. Once available, a SPICE run that fails raises RuntimeError like any other metric.
     An empty prediction is allowed (it scores what the metrics give it, 0 for all but degenerate cases).
     """
+    return caption_report(predictions, references, metrics, tokenize).scores
+
+
+def caption_report(
+    predictions: Mapping[Any, str],
+    references: Mapping[Any, Sequence[str]],
+    metrics: Iterable[str] | None = None,
+    tokenize: bool = True,
+) -> CaptionReport:
+    """`caption_scores`, keeping SPICE's per-image scores (`per_item["SPICE"]`, under the given ids) when it ran."""
     wanted = _check_metrics(metrics)
     ids = check_caption_inputs(predictions, references)
     hyps = [predictions[i] for i in ids]
     refs = [list(references[i]) for i in ids]
     run_spice = "SPICE" in wanted and spice_status() is None
     if not run_spice and wanted == {"SPICE"}:
-        return {}
+        return CaptionReport({})
     scores: dict[str, float] = {}
+    per_item: dict[str, dict[Any, float]] = {}
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="meteor"))
         meteor = stack.enter_context(MeteorProcess()) if "METEOR" in wanted else None
@@ -90,8 +111,10 @@ def caption_scores(
         if meteor_future is not None:
             scores["METEOR"] = meteor_future.result()[0]
         if spice_job is not None:
-            scores["SPICE"] = spice_job.result().score
-    return {name: float(scores[name]) for name in CAPTION_METRICS if name in scores}
+            spice = spice_job.result()  # its image ids are the positions of the captions given
+            scores["SPICE"] = spice.score
+            per_item["SPICE"] = {item: float(spice.per_image[position]) for position, item in enumerate(ids)}
+    return CaptionReport({name: float(scores[name]) for name in CAPTION_METRICS if name in scores}, per_item)
 
 
 def _check_metrics(metrics: Iterable[str] | None) -> set[str]:
