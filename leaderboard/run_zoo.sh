@@ -2,7 +2,8 @@
 # Re-create leaderboard/results/: lmms-eval runs (with sample logs) of the untrained base and of every adapter
 # in adapters_zoo/ on the embedded mini tasks, and a repr-rank file for each on cvbench_mini. Then run
 # leaderboard/build.sh. About 30 minutes on a 2-core CPU. Run from anywhere with the project's environment
-# active; TASKS and BATCH override the task list and batch size.
+# active; TASKS and BATCH override the task list and batch size. Caption scores need SPICE (run
+# `vlm-peft-bench spice setup` once): without it this refuses to start, unless NO_SPICE=1 says to go on without.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=leaderboard/results
@@ -11,6 +12,13 @@ if [ -z "${TASKS:-}" ]; then  # every embedded mini task that exists in tasks/
   TASKS=$(for t in cvbench_mini coco_captions_mini vqa_v2_mini; do
             grep -qs "^task: $t\$" tasks/*/"$t".yaml && printf '%s,' "$t"; done)
   TASKS=${TASKS%,}
+fi
+if [[ ",$TASKS," == *,coco_captions* && "${NO_SPICE:-0}" != 1 ]] &&
+   ! vlm-peft-bench spice status --json | grep -q '"available": true'; then
+  vlm-peft-bench spice status >&2
+  echo "run_zoo.sh: SPICE cannot run here, so the caption rows would carry no SPICE; run" \
+       "\`vlm-peft-bench spice setup\` first, or set NO_SPICE=1 to go on without it" >&2
+  exit 2
 fi
 rm -rf "$OUT/lmms_eval" "$OUT/repr_rank"
 mkdir -p "$OUT/lmms_eval" "$OUT/repr_rank"

@@ -266,6 +266,12 @@ def test_committed_leaderboard_is_exactly_what_the_build_makes(tmp_path):
     assert not [n for n in stale if n not in plots], f"{stale} differ from a rebuild: {fix}"
     measured = [r for r in doc["rows"] if r["kind"] == "measured"]
     assert all(r["params"]["fraction"] is not None for r in measured), "a committed run matches no zoo card"
+    captions = [g["id"] for g in doc["groups"] if g["task"].startswith("coco_captions")]
+    for row in measured:  # the zoo is run with SPICE (run_zoo.sh refuses to start without it)
+        for group in captions:
+            spice = row["cells"][group]["metrics"]["SPICE"]
+            assert isinstance(spice["value"], float) and spice["ci95"][0] <= spice["value"] <= spice["ci95"][1], (
+                f"{row['method']}: SPICE {spice}: {fix}")
     from vlm_peft_bench.leaderboard.plots import RENDERER
 
     drawn_by = [n for n in plots if RENDERER.encode() not in (COMMITTED / n).read_bytes()]
