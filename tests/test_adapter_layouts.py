@@ -208,7 +208,7 @@ def test_full_weights_for_another_base_are_refused(tmp_path):
 
 
 def test_reft_component_for_another_base_is_refused(tmp_path):
-    from vlm_peft_bench.adapters.reft import read_reft_config
+    from vlm_peft_bench.adapters.reft_folder import read_reft_config
 
     config = {"representations": [[0, "gpt_neox.layers[0].output", "pos", 1, 4]],
               "intervention_types": ["<class 'pyreft.interventions.LoreftIntervention'>"],

@@ -60,7 +60,7 @@ def test_reft_for_more_layers(reft_dir):
 
 def test_unknown_intervention_type(reft_dir):
     edit_config(reft_dir, lambda c: c.update(intervention_types=["<class 'evil.Backdoor'>"] * 2))
-    with pytest.raises(AdapterError, match="unknown pyreft intervention type 'Backdoor'"):
+    with pytest.raises(AdapterError, match="unknown intervention type 'Backdoor'"):
         attach(reft_dir)
 
 

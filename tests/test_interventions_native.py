@@ -16,8 +16,8 @@ import torch
 
 from vlm_peft_bench.adapters import interventions as native
 from vlm_peft_bench.adapters.detect import AdapterError
-from vlm_peft_bench.adapters.reft import build_intervention, frozen, load_intervention_state, read_reft_config
 from vlm_peft_bench.adapters.reft_files import ReftEntry, layer_component, save_reft_folder
+from vlm_peft_bench.adapters.reft_folder import build_intervention, frozen, load_intervention_state, read_reft_config
 from vlm_peft_bench.methods.attach import attach_adapter
 from vlm_peft_bench.nanollava.loading import load_nanollava
 from vlm_peft_bench.quiet import stdout_to_stderr
@@ -72,7 +72,7 @@ def test_registry_holds_every_pyreft_intervention():
                and issubclass(obj, pyvene.Intervention) and obj.__module__ == "pyreft.interventions"}
     assert shipped == set(native.INTERVENTIONS)
     for name in shipped:
-        assert native.type_string(name) == str(getattr(pyreft, name))
+        assert native.type_string(native.INTERVENTIONS[name]) == str(getattr(pyreft, name))
 
 
 

@@ -113,6 +113,26 @@ def _repr_rank(args: argparse.Namespace) -> int:
     return 0
 
 
+def _steer(args: argparse.Namespace) -> int:
+    from vlm_peft_bench.steering import shift
+
+    common = dict(layers=args.layers, positions=args.positions, alpha=args.alpha, batch_size=args.batch_size,
+                  device=args.device or ("cuda" if _cuda() else "cpu"), intervene_on=args.intervene_on)
+    if args.steer_command == "shift":
+        folder = shift.derive_shift(args.base, args.adapter, args.task, args.out, limit=args.limit, **common)
+    else:
+        folder = shift.derive_contrast(args.base, args.positive, args.negative, args.out, **common)
+    print(f"{args.steer_command} vectors -> {folder} (evaluate: lmms_eval --model vlreft --model_args "
+          f"pretrained={args.base},adapter={folder} --tasks ...)")
+    return 0
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _spice_setup(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -225,6 +245,31 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print the report as JSON")
     st.set_defaults(func=_spice_status)
 
+    sv = sub.add_parser("steer", help="derive steering vectors from hidden states (no training): shift, contrast")
+    sv_sub = sv.add_subparsers(dest="steer_command", required=True)
+    shift = sv_sub.add_parser("shift", help="the mean hidden-state shift an adapter causes on a task's training "
+                                            "prompts, as additive vectors for the base")
+    shift.add_argument("--adapter", required=True, help="the fine-tuned adapter whose shift to take")
+    shift.add_argument("--task", required=True, help="a task with a training split, e.g. cvbench_mini")
+    shift.add_argument("--limit", type=int, help="the first N training items only")
+    contrast = sv_sub.add_parser("contrast", help="the mean hidden-state difference between two sets of prompts")
+    contrast.add_argument("--positive", required=True, help="JSON Lines of {\"text\": ..., \"image\": optional "
+                                                            "path relative to the file}: the direction to add")
+    contrast.add_argument("--negative", required=True, help="the same, for the direction to subtract")
+    for command in (shift, contrast):
+        command.add_argument("--base", default="nanollava-tiny")
+        command.add_argument("--out", required=True, help="the folder to write (vlreft loads it as adapter=)")
+        command.add_argument("--layers", default="all", help="all, last:K or 0,2,3")
+        command.add_argument("--positions", default="all",
+                             help="prompt positions the states are read at and the vectors added at: all, or "
+                                  "pyreft's notation (l3, f2+l2)")
+        command.add_argument("--alpha", type=float, default=1.0, help="strength (recorded; vlreft alpha= overrides)")
+        command.add_argument("--intervene-on", default="prompt", choices=["prompt", "all"],
+                             help="add the vectors to generated tokens too (all)")
+        command.add_argument("--batch-size", type=int, default=8)
+        command.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+        command.set_defaults(func=_steer)
+
     r = sub.add_parser("repr-rank", help="singular-value spectrum and effective rank ratio of final-layer "
                                          "representations on a task's test items (PT-PEFT)")
     r.add_argument("--base", default="nanollava-tiny")
@@ -249,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
             code = args.func(args)
     except VlmPeftBenchError as err:  # an expected failure: its message, no traceback, status 2
         command = " ".join(filter(None, (args.command, getattr(args, "leaderboard_command", None),
-                                         getattr(args, "spice_command", None))))
+                                         getattr(args, "spice_command", None), getattr(args, "steer_command", None))))
         print(f"vlm-peft-bench {command}: {err}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code)

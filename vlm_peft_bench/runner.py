@@ -76,6 +76,13 @@ class Runner:
             return contextlib.nullcontext()
         return self.adapter.reft.intervene(inputs["attention_mask"], prompt_lengths, first_forward_only, offsets)
 
+    def generating(self):
+        """Decoding steps run in this block: a ReFT adapter with intervene_on="all" intervenes on each generated
+        token (nothing for other adapters, or pyreft's prompt-only default)."""
+        if self.adapter is None or self.adapter.reft is None:
+            return contextlib.nullcontext()
+        return self.adapter.reft.generating()
+
     def generate_kwargs(self, gen: dict, until: list[str]) -> dict:
         """transformers `generate` arguments from lmms-eval's generation kwargs (`gen` is consumed)."""
         temperature = float(gen.pop("temperature", 0) or 0)

@@ -138,6 +138,7 @@ def _answer(runner, context: Context, chunk: list[tuple[int, _Question]], settin
                             offsets=[row.split for _, row in chunk]):
         out = runner.model(input_ids=inputs["input_ids"], attention_mask=full_mask, position_ids=positions,
                            use_cache=True, **cache)
-    new = decode(runner.model, out.logits[:, -1], returned_cache(out), full_mask,
-                 context.next_position[which] + mask.sum(-1), settings)
+    with runner.generating():
+        new = decode(runner.model, out.logits[:, -1], returned_cache(out), full_mask,
+                     context.next_position[which] + mask.sum(-1), settings)
     return [(row.index, new[r]) for r, (_, row) in enumerate(chunk)]

@@ -210,9 +210,10 @@ INTERVENTIONS: dict[str, type[Intervention]] = {cls.__name__: cls for cls in (
     NodireftIntervention)}
 
 
-def type_string(name: str) -> str:
-    """How pyvene's config.json names an intervention class: `str(type(module))` of pyreft's class."""
-    return f"<class '{PYREFT_MODULE}.{name}'>"
+def type_string(cls: type) -> str:
+    """How pyvene's config.json names an intervention class: `str(type(module))` of the library class ours stands
+    for (pyreft's, or for steering vectors the module their `type_module` names)."""
+    return f"<class '{getattr(cls, 'type_module', PYREFT_MODULE)}.{cls.__name__}'>"
 
 
 def evaluation_function(module: torch.nn.Module):

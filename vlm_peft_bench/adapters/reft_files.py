@@ -32,6 +32,7 @@ from vlm_peft_bench.nanollava.layouts import TRANSFORMERS_4_45
 CONFIG_FILE = "config.json"
 META_FILE = "vlm_peft_bench.json"
 N_REPRESENTATION_FIELDS = 14  # pyvene's RepresentationConfig namedtuple
+HIDDEN_SOURCE_FIELD = 12  # its `hidden_source_representation`
 
 
 @dataclass
@@ -40,7 +41,7 @@ class ReftEntry:
 
     layer: int
     component: str
-    rank: int
+    rank: int | None  # None for interventions without a rank (steering vectors), as pyvene writes it
     module: torch.nn.Module
     unit: str = "pos"
     max_number_of_units: int = 1
@@ -65,9 +66,14 @@ def intervention_keys(entries: list[ReftEntry]) -> list[str]:
 
 
 def reft_config(entries: list[ReftEntry]) -> dict:
-    """config.json's content, as pyvene writes it for these interventions."""
-    reps = [[e.layer, e.component, e.unit, e.max_number_of_units, e.rank] + [None] * (N_REPRESENTATION_FIELDS - 5)
-            for e in entries]
+    """config.json's content, as pyvene writes it for these interventions (a constant source, such as a steering
+    vector's, is flagged `hidden_source_representation`: pyvene then reads it back from the intervention's file)."""
+    reps = []
+    for e in entries:
+        rep = [e.layer, e.component, e.unit, e.max_number_of_units, e.rank] + [None] * (N_REPRESENTATION_FIELDS - 5)
+        if getattr(e.module, "source_representation", None) is not None:
+            rep[HIDDEN_SOURCE_FIELD] = True
+        reps.append(rep)
     dims = []
     for e in entries:
         dim = getattr(e.module, "interchange_dim", None)
@@ -75,7 +81,7 @@ def reft_config(entries: list[ReftEntry]) -> dict:
     return {
         "intervention_constant_sources": [bool(e.module.is_source_constant) for e in entries],
         "intervention_dimensions": dims,
-        "intervention_types": [type_string(type(e.module).__name__) for e in entries],
+        "intervention_types": [type_string(type(e.module)) for e in entries],
         "mode": "parallel",
         "representations": reps,
         "sorted_keys": intervention_keys(entries),
@@ -84,8 +90,9 @@ def reft_config(entries: list[ReftEntry]) -> dict:
 
 
 def save_reft_folder(folder: Path, entries: list[ReftEntry], positions: str | None = None,
-                     share_weights: bool | None = None) -> Path:
-    """Write `entries` in pyreft's format (plus our positions file when `positions` is given)."""
+                     share_weights: bool | None = None, intervene_on: str = "prompt") -> Path:
+    """Write `entries` in pyreft's format (plus our settings file when `positions` is given; `intervene_on` is
+    written only when it is not pyreft's behaviour, "prompt")."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = reft_config(entries)
@@ -94,6 +101,8 @@ def save_reft_folder(folder: Path, entries: list[ReftEntry], positions: str | No
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if positions is not None:
         meta = {"positions": positions, "share_weights": True if share_weights is None else bool(share_weights)}
+        if intervene_on != "prompt":
+            meta["intervene_on"] = intervene_on
         (folder / META_FILE).write_text(json.dumps(meta, indent=2))
     return folder
 

@@ -202,6 +202,8 @@ def add_provenance(path: Path, model_args: str, failures: list[Answer], per_item
         folder = resolve_adapter(str(parsed["adapter"]))
         block["adapter"] = {"path": str(parsed["adapter"]), "sha256": adapter_hash(folder),
                             "method": method_name(folder), "merge_lora": parsed.get("merge_lora", False)}
+        if parsed.get("alpha") not in (None, ""):
+            block["adapter"]["alpha"] = float(parsed["alpha"])
     block["params"] = evaluated_params(pretrained, folder)
     block["share_context"] = as_bool(parsed.get("share_context", True))  # shared image prefixes and contexts
     data = json.loads(path.read_text())
@@ -222,8 +224,11 @@ def evaluated_params(pretrained: str, adapter: Path | None) -> dict:
         report = account(pretrained, adapter=None if adapter is None else str(adapter))
     except Exception as err:  # any failure to count leaves the counts unknown, with the reason
         return {"unknown": f"{type(err).__name__}: {err}"}
-    return {"trainable": int(report["trainable"]), "total": int(report["total"]),
-            "fraction": float(report["fraction"])}
+    counts = {"trainable": int(report["trainable"]), "total": int(report["total"]),
+              "fraction": float(report["fraction"])}
+    if report.get("derived"):  # steering vectors: computed from the model's states, not trained
+        counts["derived"] = int(report["derived"])
+    return counts
 
 
 def _notes(data: dict) -> dict:

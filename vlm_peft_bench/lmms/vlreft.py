@@ -5,7 +5,8 @@
 model_args: `pretrained` (default nanollava-tiny), `adapter` (a pyreft, peft or fully fine-tuned folder),
 `adapter_type` (the saved format expected: pyreft, peft, pt-lora or full; checked against the files),
 `merge_lora` (merge LoRA-style weights before evaluating), `positions` (ReFT positions, for pyreft folders that
-do not record them), `device` (default cuda when available, else cpu), `dtype` (auto | float32 | bfloat16 |
+do not record them), `alpha` (a steering vector's strength: alpha, or an in-context vector's lambda; default the
+one it was saved with), `device` (default cuda when available, else cpu), `dtype` (auto | float32 | bfloat16 |
 float16), `batch_size`, `system_prompt` (default none), `attn_implementation` (eager | sdpa), `answer_log` (a
 folder for the per-sample answer log that lets a killed run resume; our `lmms_eval` sets
 `<output_path>/vlreft_answers` unless given `--no_resume`), `share_context` (default true: requests with the
@@ -82,14 +83,17 @@ class VLReft(lmms):
         attn_implementation: str | None = None,
         answer_log: str | None = None,
         share_context: bool | str = True,
+        alpha: float | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__()
         if kwargs:
             raise ValueError(
                 f"vlreft: unknown model_args {sorted(kwargs)}; known: pretrained, adapter, adapter_type, merge_lora, "
-                "positions, device, dtype, batch_size, system_prompt, attn_implementation, answer_log, share_context"
+                "positions, device, dtype, batch_size, system_prompt, attn_implementation, answer_log, share_context, "
+                "alpha"
             )
+        strength = None if alpha in (None, "") else float(alpha)
         self.batch_size_per_gpu = int(batch_size)
         self.share_context = as_bool(share_context)
         if self.batch_size_per_gpu < 1:
@@ -108,7 +112,8 @@ class VLReft(lmms):
         self._model = loaded.model
         self.adapter = None
         if adapter:
-            self.adapter = attach_adapter(loaded.model, adapter, adapter_type, as_bool(merge_lora), positions)
+            self.adapter = attach_adapter(loaded.model, adapter, adapter_type, as_bool(merge_lora), positions,
+                                          strength)
             self._model = self.adapter.model
             logger.info(f"vlreft: {self.adapter.method} adapter ({self.adapter.kind} format) {adapter} "
                         f"(sha256 {self.adapter.sha256[:12]})")
@@ -135,6 +140,7 @@ class VLReft(lmms):
                 "dtype": str(self._model.dtype), "device": self._device.type, "batch_size": self.batch_size_per_gpu,
                 "system_prompt": system_prompt, "attn_implementation": attn_implementation,
                 "share_context": self.share_context, "run": settings.salt,
+                **({"alpha": strength} if strength is not None else {}),
             }
             self.answer_log = AnswerLog(settings.folder, identity, self._rank)
             logger.info(f"vlreft: answer log {self.answer_log.path} ({len(self.answer_log.answers)} answers "

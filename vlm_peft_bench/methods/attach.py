@@ -49,10 +49,10 @@ def resolve_adapter(adapter: str) -> Path:
 
 
 def attach_adapter(model: torch.nn.Module, adapter: str, adapter_type: str | None = None, merge_lora: bool = False,
-                   positions: str | None = None) -> AttachedAdapter:
+                   positions: str | None = None, strength: float | None = None) -> AttachedAdapter:
     folder = resolve_adapter(adapter)
     info, family = family_for_folder(folder, adapter_type)
     digest = adapter_hash(folder)
-    attached = family.load(model, folder, LoadOptions(merge_lora=merge_lora, positions=positions))
+    attached = family.load(model, folder, LoadOptions(merge_lora=merge_lora, positions=positions, strength=strength))
     return AttachedAdapter(attached.model, info.format, str(folder), digest, method_name(folder, info),
                            reft=attached.reft, prefix=attached.prefix)

@@ -33,6 +33,7 @@ class Attached:
 class LoadOptions:
     merge_lora: bool = False  # merge LoRA-style weights into the base (faster; same outputs up to rounding)
     positions: str | None = None  # ReFT: override the saved intervention positions
+    strength: float | None = None  # steering vectors: override the saved alpha (or an ICV's lambda)
 
 
 def no_context(_mask: torch.Tensor, _lengths: list[int]) -> contextlib.AbstractContextManager:
@@ -95,6 +96,10 @@ class MethodFamily:
     def count_files(self, folder: Path, config: LlavaConfig) -> tuple[int, dict[str, int]]:
         """(adapter parameters, base parameters trained per component) from the saved files."""
         raise NotImplementedError
+
+    def count_derived(self, folder: Path) -> int:
+        """Parameters computed from the model's states rather than trained (steering vectors' entries); 0 here."""
+        return 0
 
     # -- recipes
 

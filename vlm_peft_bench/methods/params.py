@@ -26,13 +26,14 @@ def account(base: str, recipe: Recipe | None = None, adapter: str | None = None)
     totals = component_totals(skeleton(config))
     total = sum(totals.values())
     trainable_base = dict.fromkeys(COMPONENTS, 0)
-    adapter_params, source = 0, None
+    adapter_params, source, derived = 0, None, 0
     if recipe is not None:
         adapter_params, trainable_base = family(recipe.method).count_recipe(recipe, config)
         source = {"recipe": recipe.name}
     elif adapter is not None:
         info, fam = family_for_folder(adapter)
         adapter_params, trainable_base = fam.count_files(Path(adapter), config)
+        derived = fam.count_derived(Path(adapter))
         source = {"adapter": str(adapter), "adapter_type": info.format}
     trainable = adapter_params + sum(trainable_base.values())
     components = {c: {"total": totals[c], "trainable": trainable_base[c]} for c in COMPONENTS}
@@ -41,12 +42,16 @@ def account(base: str, recipe: Recipe | None = None, adapter: str | None = None)
         "base": base, **(source or {}), "total": total, "trainable": trainable,
         "fraction": trainable / total, "percent": round(100 * trainable / total, 6),
         "components": components, "definition": PARAMS_DEFINITION,
+        **({"derived": derived, "derived_fraction": derived / total} if derived else {}),
     }
 
 
 def format_report(report: dict) -> str:
     lines = [f"base {report['base']}: {report['trainable']:,} trainable of {report['total']:,} "
              f"({report['percent']:.4f}%)"]
+    if report.get("derived"):
+        lines.append(f"  derived (computed, not trained): {report['derived']:,} "
+                     f"({100 * report['derived_fraction']:.4f}%)")
     for name, c in report["components"].items():
         lines.append(f"  {name:15s} total {c['total']:>14,}  trainable {c['trainable']:>14,}")
     return "\n".join(lines)

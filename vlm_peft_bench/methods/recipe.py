@@ -35,11 +35,14 @@ class ReftSection:
     component: str = "block_output"  # the residual stream after each decoder layer: the only one supported
     share_weights: bool = True
     dropout: float = 0.0
+    intervene_on: str = "prompt"  # or "all": the answer's tokens in training and every generated token too
 
     def __post_init__(self):
         if self.component != "block_output":
             raise ValueError(f"component={self.component!r}: only block_output (each decoder layer's output) is "
                              "supported")
+        if self.intervene_on not in ("prompt", "all"):
+            raise ValueError(f"intervene_on={self.intervene_on!r}: use prompt (pyreft's default) or all")
 
 
 @dataclass(frozen=True)

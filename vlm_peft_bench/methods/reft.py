@@ -13,21 +13,15 @@ from vlm_peft_bench.adapters.accounting import reft_intervention_size
 from vlm_peft_bench.adapters.detect import AdapterError
 from vlm_peft_bench.adapters.interventions import INTERVENTIONS
 from vlm_peft_bench.adapters.positions import parse_positions
-from vlm_peft_bench.adapters.reft import (
-    InterventionSpec,
-    ReftAdapter,
-    check_reft,
-    load_intervention_state,
-    load_reft,
-    read_reft_config,
-)
+from vlm_peft_bench.adapters.reft import ReftAdapter, load_reft
 from vlm_peft_bench.adapters.reft_files import META_FILE, ReftEntry, layer_component, save_reft_folder
+from vlm_peft_bench.adapters.reft_folder import InterventionSpec, check_reft, load_intervention_state, read_reft_config
 from vlm_peft_bench.methods.base import Attached, LoadOptions, MethodFamily, TrainingStage, untrained
 from vlm_peft_bench.methods.recipe import Recipe, select_layers
 
 INFO = {
     "name": "reft", "label": "ReFT", "colour": "#d62728", "format": "pyreft", "sections": ["reft"],
-    "recognise": {"files": ["config.json"], "any_glob": ["intkey_*"]},
+    "recognise": {"files": ["config.json"], "any_glob": ["intkey_*"], "absent": ["steering.json"]},
 }
 
 
@@ -47,7 +41,8 @@ class ReftFamily(MethodFamily):
         settings = {"intervention_types": sorted({s.intervention_type for s in specs}), "interventions": len(specs),
                     "layers": sorted({s.layer for s in specs}), "components": sorted({s.where for s in specs}),
                     "rank": sorted({s.rank for s in specs}), "hidden_size": sorted({s.embed_dim for s in specs}),
-                    "positions": meta.get("positions"), "share_weights": meta.get("share_weights")}
+                    "positions": meta.get("positions"), "share_weights": meta.get("share_weights"),
+                    "intervene_on": meta.get("intervene_on", "prompt")}
         return "+".join(settings["intervention_types"]), settings
 
     def module_names(self, folder: Path) -> list[str]:
@@ -89,12 +84,13 @@ class ReftFamily(MethodFamily):
         model.requires_grad_(False)
         # Registered on the model so that DDP (several processes) sees and synchronises their gradients.
         model.add_module("reft_interventions", torch.nn.ModuleList(modules))
-        adapter = ReftAdapter(model, specs, modules, section.positions, section.share_weights).attach()
+        adapter = ReftAdapter(model, specs, modules, section.positions, section.share_weights,
+                              intervene_on=section.intervene_on).attach()
         params = [p for m in modules for p in m.parameters()]
 
         def save(folder: Path) -> None:
             entries = [ReftEntry(s.layer, layer_component(s.layer), s.rank, m) for s, m in zip(specs, modules)]
-            save_reft_folder(folder, entries, section.positions, section.share_weights)
+            save_reft_folder(folder, entries, section.positions, section.share_weights, section.intervene_on)
 
         def context(mask: torch.Tensor, lengths: list[int]):
             return adapter.intervene(mask, lengths, first_forward_only=False)

@@ -20,13 +20,12 @@ LoHa, ...); its method name is then read from the folder (`name_field`, lower-ca
 from __future__ import annotations
 
 import ast
-import json
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from vlm_peft_bench.adapters.detect import AdapterError
+from vlm_peft_bench.adapters.detect import AdapterError, read_json_object
 
 PARAMS_DEFINITION = ("fraction = trainable / total; total = all base-model parameters (vision tower, projector, "
               "language model incl. embeddings and LM head), adapter parameters not added; trainable = the "
@@ -98,16 +97,6 @@ def colours() -> dict[str, str]:
 
 # -- recognising a saved folder
 
-def _json_object(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise AdapterError(f"{path}: not valid JSON ({err})") from err
-    if not isinstance(value, dict):
-        raise AdapterError(f"{path}: a JSON object was expected, found {type(value).__name__}")
-    return value
-
-
 def _same(found, wanted) -> bool:
     if wanted is False:
         return found in (False, None)
@@ -128,7 +117,7 @@ def _matches(folder: Path, markers: dict) -> bool:
     for name, fields in markers.get("json", {}).items():
         if not (folder / name).is_file():
             return False
-        data = _json_object(folder / name)
+        data = read_json_object(folder / name)
         if any(not _same(data.get(k), v) for k, v in fields.items()):
             return False
     return True
@@ -175,5 +164,5 @@ def method_name(folder: str | Path, info: MethodInfo | None = None) -> str:
     info = info or recognise(path)
     if info.fallback and info.name_field:
         file, key = info.name_field
-        return str(_json_object(path / file).get(key, info.name)).lower()
+        return str(read_json_object(path / file).get(key, info.name)).lower()
     return info.name

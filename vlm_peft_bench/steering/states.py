@@ -1,0 +1,80 @@
+"""Hidden states of the language model's layers at chosen prompt positions, summed over many prompts.
+
+A layer's output is read where the next step receives it (the next layer's input, or the final norm's for the last
+layer), with forward pre-hooks: those run after every hook on the layer itself, so the states of a model carrying
+ReFT interventions are the intervened ones, as the following layers see them. Prompts run through the `Runner`,
+with whatever adapter it carries (left-padded batches; positions counted on each prompt as ReFT counts them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from vlm_peft_bench.adapters.positions import position_groups
+from vlm_peft_bench.adapters.reft_folder import language_model
+
+
+class StateSums:
+    """Per layer: the sum of the states seen and how many (float64, so that means over thousands stay exact)."""
+
+    def __init__(self, layers: Sequence[int], hidden: int) -> None:
+        self.layers = list(layers)
+        self.sums = torch.zeros(len(self.layers), hidden, dtype=torch.float64)
+        self.count = 0
+
+    def means(self) -> torch.Tensor:
+        if not self.count:
+            raise ValueError("no states were read (no prompts, or no positions in them)")
+        return (self.sums / self.count).float()
+
+
+def _readers(model: torch.nn.Module, layers: Sequence[int]) -> list[torch.nn.Module]:
+    """The modules whose input is layer `i`'s output, one per requested layer."""
+    lm = language_model(model)
+    n = len(lm.layers)
+    bad = [i for i in layers if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"layers {bad}: the model has layers 0..{n - 1}")
+    return [lm.layers[i + 1] if i + 1 < n else lm.norm for i in layers]
+
+
+def prompt_states(runner, texts: Sequence[str], images: Sequence, layers: Sequence[int], positions: str,
+                  batch_size: int = 8, description: str | None = None) -> StateSums:
+    """Sum of each layer's output at each prompt's `positions` (pyreft notation, `all` for every token), over all
+    prompts; `images[i]` may be None (a prompt without an image)."""
+    model = runner.model
+    hidden = language_model(model).embed_tokens.embedding_dim
+    sums = StateSums(layers, hidden)
+    captured: dict[int, torch.Tensor] = {}
+
+    def reader(k: int):
+        def hook(_module, args, kwargs):
+            captured[k] = args[0] if args else kwargs["hidden_states"]
+        return hook
+
+    handles = [module.register_forward_pre_hook(reader(k), with_kwargs=True)
+               for k, module in enumerate(_readers(model, layers))]
+    try:
+        starts = range(0, len(texts), batch_size)
+        for start in tqdm(starts, desc=description or "hidden states", unit="batch", disable=description is None):
+            chunk_texts, chunk_images = texts[start:start + batch_size], images[start:start + batch_size]
+            inputs, lengths = runner.inputs(list(chunk_texts), list(chunk_images))
+            width = inputs["input_ids"].shape[1]
+            rows, cols = [], []
+            for b, n in enumerate(lengths):
+                picked = sorted({p for group in position_groups(positions, n) for p in group})
+                rows += [b] * len(picked)
+                cols += [width - n + p for p in picked]
+            with torch.inference_mode():
+                runner.forward(inputs, lengths)
+            for k in range(len(layers)):
+                sums.sums[k] += captured[k][rows, cols].double().sum(0).cpu()
+            sums.count += len(rows)
+            captured.clear()
+    finally:
+        for h in handles:
+            h.remove()
+    return sums
