@@ -214,3 +214,31 @@ def test_pyvene_reads_our_folder(shift_folder):
         assert torch.equal(theirs.source_representation, mine)
         base_state = torch.randn(2, 5, HIDDEN)
         assert torch.allclose(theirs(base_state.clone(), None), base_state + mine)
+
+
+@pytest.mark.slow
+def test_commands_write_folders_lmms_eval_evaluates(tmp_path):
+    """`vlm-peft-bench steer icv` and `steer shift` on the tiny base, then `lmms_eval` with each folder: the results
+    record the method, no trained and some derived parameters, and the alpha given."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    binaries = Path(sys.executable).parent
+    for command in (["icv", "--task", "cvbench_mini", "--k", "4", "--lambda", "0.05"],
+                    ["shift", "--adapter", str(LORA), "--task", "cvbench_mini", "--limit", "8", "--positions", "l3"]):
+        out = tmp_path / command[0]
+        done = subprocess.run([str(binaries / "vlm-peft-bench"), "steer", *command, "--out", str(out)],
+                              capture_output=True, text=True, timeout=900, cwd=REPO)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert f"-> {out}" in done.stdout
+        results = tmp_path / f"results-{command[0]}"
+        done = subprocess.run([str(binaries / "lmms_eval"), "--model", "vlreft", "--model_args",
+                               f"pretrained=nanollava-tiny,adapter={out},alpha=0.5", "--tasks", "cvbench_mini",
+                               "--limit", "6", "--batch_size", "4", "--output_path", str(results)],
+                              capture_output=True, text=True, timeout=900, cwd=REPO)
+        assert done.returncode == 0, done.stderr[-3000:]
+        [path] = list(results.rglob("*_results.json"))
+        block = json.loads(path.read_text())["vlm_peft_bench"]
+        assert block["adapter"]["method"] == command[0] and block["adapter"]["alpha"] == 0.5
+        assert block["params"]["trainable"] == 0 and block["params"]["derived"] == 4 * HIDDEN

@@ -114,10 +114,17 @@ def _repr_rank(args: argparse.Namespace) -> int:
 
 
 def _steer(args: argparse.Namespace) -> int:
-    from vlm_peft_bench.steering import shift
+    from vlm_peft_bench.steering import icv, shift
 
+    device = args.device or ("cuda" if _cuda() else "cpu")
+    if args.steer_command == "icv":
+        folder = icv.derive_icv(args.base, args.task, args.out, k=args.k, lam=args.lam, layers=args.layers,
+                                seed=args.seed, batch_size=args.batch_size, device=device)
+        print(f"in-context vector -> {folder} (evaluate: lmms_eval --model vlreft --model_args "
+              f"pretrained={args.base},adapter={folder} --tasks ...)")
+        return 0
     common = dict(layers=args.layers, positions=args.positions, alpha=args.alpha, batch_size=args.batch_size,
-                  device=args.device or ("cuda" if _cuda() else "cpu"), intervene_on=args.intervene_on)
+                  device=device, intervene_on=args.intervene_on)
     if args.steer_command == "shift":
         folder = shift.derive_shift(args.base, args.adapter, args.task, args.out, limit=args.limit, **common)
     else:
@@ -245,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print the report as JSON")
     st.set_defaults(func=_spice_status)
 
-    sv = sub.add_parser("steer", help="derive steering vectors from hidden states (no training): shift, contrast")
+    sv = sub.add_parser("steer", help="derive steering vectors from hidden states (no training): shift, contrast, "
+                                      "icv")
     sv_sub = sv.add_subparsers(dest="steer_command", required=True)
     shift = sv_sub.add_parser("shift", help="the mean hidden-state shift an adapter causes on a task's training "
                                             "prompts, as additive vectors for the base")
@@ -256,19 +264,26 @@ def build_parser() -> argparse.ArgumentParser:
     contrast.add_argument("--positive", required=True, help="JSON Lines of {\"text\": ..., \"image\": optional "
                                                             "path relative to the file}: the direction to add")
     contrast.add_argument("--negative", required=True, help="the same, for the direction to subtract")
-    for command in (shift, contrast):
+    icv = sv_sub.add_parser("icv", help="an in-context vector from K demonstrations of a task (Liu et al. 2023)")
+    icv.add_argument("--task", required=True, help="a task with a training split, e.g. cvbench_mini")
+    icv.add_argument("--k", type=int, default=16, help="demonstrations, a seeded sample of the training split")
+    icv.add_argument("--lambda", dest="lam", type=float, default=0.1,
+                     help="strength (recorded; vlreft alpha= overrides)")
+    icv.add_argument("--seed", type=int, default=0)
+    for command in (shift, contrast, icv):
         command.add_argument("--base", default="nanollava-tiny")
         command.add_argument("--out", required=True, help="the folder to write (vlreft loads it as adapter=)")
         command.add_argument("--layers", default="all", help="all, last:K or 0,2,3")
+        command.add_argument("--batch-size", type=int, default=8)
+        command.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+        command.set_defaults(func=_steer)
+    for command in (shift, contrast):
         command.add_argument("--positions", default="all",
                              help="prompt positions the states are read at and the vectors added at: all, or "
                                   "pyreft's notation (l3, f2+l2)")
         command.add_argument("--alpha", type=float, default=1.0, help="strength (recorded; vlreft alpha= overrides)")
         command.add_argument("--intervene-on", default="prompt", choices=["prompt", "all"],
                              help="add the vectors to generated tokens too (all)")
-        command.add_argument("--batch-size", type=int, default=8)
-        command.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-        command.set_defaults(func=_steer)
 
     r = sub.add_parser("repr-rank", help="singular-value spectrum and effective rank ratio of final-layer "
                                          "representations on a task's test items (PT-PEFT)")

@@ -36,7 +36,7 @@ class Prompt:
     image: object | None  # a PIL image, or None
 
 
-def _runner(base: str, device: str, adapter: str | None = None):
+def runner_for(base: str, device: str, adapter: str | None = None):
     from vlm_peft_bench.methods.attach import attach_adapter
     from vlm_peft_bench.nanollava.loading import load_nanollava
     from vlm_peft_bench.runner import Runner
@@ -108,11 +108,11 @@ def derive_shift(base: str, adapter: str, task: str, out: Path | str, layers="al
     _check(positions, alpha)
     prompts, split = task_prompts(task, limit)
     texts, images = [p.text for p in prompts], [p.image for p in prompts]
-    base_runner, _ = _runner(base, device)
-    chosen = select_layers(layers, _n_layers(base_runner.model))
+    base_runner, _ = runner_for(base, device)
+    chosen = select_layers(layers, layer_count(base_runner.model))
     base_states = prompt_states(base_runner, texts, images, chosen, positions, batch_size, "base states").means()
     del base_runner
-    adapted_runner, attached = _runner(base, device, adapter)
+    adapted_runner, attached = runner_for(base, device, adapter)
     adapted = prompt_states(adapted_runner, texts, images, chosen, positions, batch_size, "adapted states").means()
     shift = adapted - base_states
     record = {"kind": "shift", "strength": float(alpha), "base": base, "seed": seed,
@@ -129,8 +129,8 @@ def derive_contrast(base: str, positive: Path | str, negative: Path | str, out: 
     folder."""
     _check(positions, alpha)
     sets = {"positive": read_prompt_file(positive), "negative": read_prompt_file(negative)}
-    runner, _ = _runner(base, device)
-    chosen = select_layers(layers, _n_layers(runner.model))
+    runner, _ = runner_for(base, device)
+    chosen = select_layers(layers, layer_count(runner.model))
     means = {name: prompt_states(runner, [p.text for p in ps], [p.image for p in ps], chosen, positions,
                                  batch_size, f"{name} states").means() for name, ps in sets.items()}
     record = {"kind": "contrast", "strength": float(alpha), "base": base, "seed": seed, "positions": positions,
@@ -140,5 +140,5 @@ def derive_contrast(base: str, positive: Path | str, negative: Path | str, out: 
                          intervene_on)
 
 
-def _n_layers(model) -> int:
+def layer_count(model) -> int:
     return len(language_model(model).layers)
