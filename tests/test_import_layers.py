@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("methods", ("vlm_peft_bench.methods",)),
     ("runner", ("vlm_peft_bench.runner", "vlm_peft_bench.shared_context", "vlm_peft_bench.shared_prefix")),
     ("lmms-eval glue, training and steering", ("vlm_peft_bench.lmms", "vlm_peft_bench.train", "vlm_peft_bench.steering",
-                                               "tasks")),
+                                               "vlm_peft_bench.arithmetic", "tasks")),
     ("measurements", ("vlm_peft_bench.measure",)),
     ("leaderboard", ("vlm_peft_bench.leaderboard",)),
     ("cli", ("vlm_peft_bench.cli",)),

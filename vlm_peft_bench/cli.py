@@ -134,6 +134,14 @@ def _steer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _combine(args: argparse.Namespace) -> int:
+    from vlm_peft_bench.arithmetic import combine, parse_weights
+
+    folder = combine(args.adapters, parse_weights(args.weights, len(args.adapters)), args.out, base=args.base)
+    print(f"combined {len(args.adapters)} adapters -> {folder}")
+    return 0
+
+
 def _cuda() -> bool:
     import torch
 
@@ -284,6 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--alpha", type=float, default=1.0, help="strength (recorded; vlreft alpha= overrides)")
         command.add_argument("--intervene-on", default="prompt", choices=["prompt", "all"],
                              help="add the vectors to generated tokens too (all)")
+
+    cb = sub.add_parser("combine", help="adapter arithmetic: a weighted sum of LoRA adapters' updates (peft's "
+                                        "add_weighted_adapter, cat), written as a new adapter folder")
+    cb.add_argument("adapters", nargs="+", help="two or more LoRA adapter folders of one base")
+    cb.add_argument("--weights", required=True, help="one weight per adapter, e.g. 0.5,0.5 (negative subtracts)")
+    cb.add_argument("--out", required=True, help="the folder to write (a peft folder + combination.json)")
+    cb.add_argument("--base", default="nanollava-tiny", help="the base the adapters belong to")
+    cb.set_defaults(func=_combine)
 
     r = sub.add_parser("repr-rank", help="singular-value spectrum and effective rank ratio of final-layer "
                                          "representations on a task's test items (PT-PEFT)")

@@ -1,0 +1,86 @@
+"""Adapter arithmetic: `combine` writes a LoRA whose update is the weighted sum of its parents' updates, checked
+against weights merged by hand from each parent alone; what it refuses, and what it records."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from vlm_peft_bench.adapters.detect import AdapterError
+from vlm_peft_bench.arithmetic import combine, parse_weights
+from vlm_peft_bench.cli import main
+from vlm_peft_bench.methods.attach import attach_adapter
+from vlm_peft_bench.nanollava.loading import load_nanollava
+
+from .adapter_factory import lora_model
+from .conftest import REPO
+
+ZOO_LORA = REPO / "adapters_zoo" / "weights" / "lora-r8__nanollava-tiny__cvbench_mini"
+ZOO_DORA = REPO / "adapters_zoo" / "weights" / "dora-r8__nanollava-tiny__cvbench_mini"
+
+
+def base():
+    return load_nanollava("nanollava-tiny", "cpu", "float32")
+
+
+def merged_by_hand(parents, weights) -> dict[str, torch.Tensor]:
+    """W + sum_i w_i (W_i - W), each W_i the base with parent i alone merged by peft."""
+    original = {k: v.clone() for k, v in base().model.state_dict().items()}
+    out = {k: v.clone() for k, v in original.items()}
+    for parent, weight in zip(parents, weights):
+        merged = attach_adapter(base().model, str(parent), merge_lora=True).model.state_dict()
+        for k in out:
+            out[k] += weight * (merged[k] - original[k])
+    return out
+
+
+@pytest.fixture(scope="module")
+def parents(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("parents")
+    lora_model(seed=1, targets=("q_proj", "v_proj")).save_pretrained(str(folder / "a"), save_embedding_layers=False)
+    return [folder / "a", ZOO_LORA]  # the zoo's was saved under another stack's names on one of the two stacks
+
+
+def test_the_combination_is_the_weighted_sum_of_updates(parents, tmp_path):
+    weights = [0.5, -0.75]
+    out = combine([str(p) for p in parents], weights, tmp_path / "combined")
+    loaded = base()
+    batch = loaded.processor(["How many squares are there?"], [Image.new("RGB", (64, 64), "teal")])
+    expected_model = base().model
+    expected_model.load_state_dict(merged_by_hand(parents, weights))
+    with torch.no_grad():
+        expected = expected_model(**batch).logits
+        got = attach_adapter(loaded.model, str(out)).model(**batch).logits
+        alone = attach_adapter(base().model, str(parents[0])).model(**batch).logits
+    assert torch.allclose(got, expected, atol=1e-4)
+    assert not torch.allclose(got, alone, atol=1e-3)
+    record = json.loads((out / "combination.json").read_text())
+    assert record["weights"] == weights and record["combination_type"] == "cat"
+    assert [p["path"] for p in record["parents"]] == [str(p) for p in parents]
+    assert all(len(p["sha256"]) == 64 and p["method"] == "lora" for p in record["parents"])
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["r"] == 4 + 8 and config["lora_alpha"] == config["r"]  # ranks add up; scaling 1
+
+
+def test_what_is_refused(parents, tmp_path):
+    with pytest.raises(AdapterError, match="LoRA adapters only; not .*dora"):
+        combine([str(parents[0]), str(ZOO_DORA)], [1, 1], tmp_path / "x")
+    with pytest.raises(AdapterError, match="at least two adapters"):
+        combine([str(parents[0])], [1], tmp_path / "x")
+    with pytest.raises(AdapterError, match="3 weights for 2 adapters"):
+        parse_weights("1,2,3", 2)
+    with pytest.raises(AdapterError, match="numbers separated by commas"):
+        parse_weights("half,half", 2)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    with pytest.raises(FileExistsError, match="not empty"):
+        combine([str(p) for p in parents], [1, 1], tmp_path / "full")
+    assert not (tmp_path / "x").exists()
+
+
+def test_command(parents, tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["combine", str(parents[0]), str(parents[1]), "--weights", "0.5,0.5", "--out", str(tmp_path / "c")])
+    assert done.value.code == 0 and f"-> {tmp_path / 'c'}" in capsys.readouterr().out
+    assert (tmp_path / "c" / "adapter_model.safetensors").is_file()
