@@ -64,7 +64,7 @@ def test_the_combination_is_the_weighted_sum_of_updates(parents, tmp_path):
 
 
 def test_what_is_refused(parents, tmp_path):
-    with pytest.raises(AdapterError, match="LoRA adapters only; not .*dora"):
+    with pytest.raises(AdapterError, match="combine adds LoRA adapters, or sums ReFT adapters' edits; not lora, dora"):
         combine([str(parents[0]), str(ZOO_DORA)], [1, 1], tmp_path / "x")
     with pytest.raises(AdapterError, match="at least two adapters"):
         combine([str(parents[0])], [1], tmp_path / "x")
@@ -84,3 +84,84 @@ def test_command(parents, tmp_path, capsys):
         main(["combine", str(parents[0]), str(parents[1]), "--weights", "0.5,0.5", "--out", str(tmp_path / "c")])
     assert done.value.code == 0 and f"-> {tmp_path / 'c'}" in capsys.readouterr().out
     assert (tmp_path / "c" / "adapter_model.safetensors").is_file()
+
+
+def reft_parent(folder, layers, positions, share, seed):
+    from vlm_peft_bench.adapters.reft_files import save_reft_folder
+
+    from .adapter_factory import reft_interventions
+
+    groups = 1 if share else len(positions.split("+"))
+    return save_reft_folder(folder, reft_interventions(layers=tuple(layers) * groups, seed=seed), positions, share)
+
+
+def test_reft_adapters_combine_as_a_sum_of_edits(tmp_path):
+    """h + sum_i w_i (f_i(h) - h) at each parent's positions, every f_i reading the unedited h (hooks written
+    here); not the parents applied one after the other."""
+    from vlm_peft_bench.adapters.positions import position_groups
+    from vlm_peft_bench.adapters.reft_folder import check_reft, language_model
+    from vlm_peft_bench.runner import Runner
+    from vlm_peft_bench.shared_prefix import PromptRequest
+
+    specs = [((0, 2), "f2+l2", False, 1), ((2, 3), "l3", True, 2)]
+    parents = [reft_parent(tmp_path / f"p{i}", *spec) for i, spec in enumerate(specs)]
+    weights = [0.7, -0.4]
+    out = combine([str(p) for p in parents], weights, tmp_path / "sum")
+    assert json.loads((out / "composition.json").read_text())["weights"] == weights
+    loaded = base()
+    runner = Runner(loaded.model, loaded.processor, torch.device("cpu"))
+    images = [Image.new("RGB", (64, 64), "green"), Image.new("RGB", (72, 64), "red")]
+    batch, lengths = runner.inputs(["How many squares?", "Which object is closest to the camera?"], images)
+    width = batch["input_ids"].shape[1]
+    edits = {}  # layer -> [(weight, module, [(row, column)])]
+    for parent, weight, (_, positions, share, _) in zip(parents, weights, specs):
+        found = check_reft(loaded.model, parent)
+        per_group = len(found.specs) // (1 if share else len(positions.split("+")))
+        for index, (spec, module) in enumerate(zip(found.specs, found.modules)):
+            where = []
+            for b, n in enumerate(lengths):
+                groups = position_groups(positions, n)
+                chosen = sorted({p for g in groups for p in g}) if share else groups[index // per_group]
+                where += [(b, width - n + p) for p in chosen]
+            edits.setdefault(spec.layer, []).append((weight, module, where))
+
+    def summed(entries):
+        def hook(_m, _i, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            out_ = hidden.clone()
+            for weight, module, where in entries:
+                rows, cols = map(list, zip(*where))
+                out_[rows, cols] += weight * (module(hidden[rows, cols]) - hidden[rows, cols])
+            return (out_, *output[1:]) if isinstance(output, tuple) else out_
+        return hook
+
+    layers = language_model(loaded.model).layers
+    handles = [layers[k].register_forward_hook(summed(v)) for k, v in edits.items()]
+    try:
+        with torch.no_grad():
+            expected = loaded.model(**batch).logits
+    finally:
+        for h in handles:
+            h.remove()
+    attached = attach_adapter(loaded.model, str(out))
+    assert attached.method == "reft-sum"
+    steered = Runner(attached.model, loaded.processor, torch.device("cpu"), attached)
+    with torch.no_grad():
+        got = steered.forward(batch, lengths).logits
+    assert torch.allclose(got, expected, atol=1e-5)
+    with torch.no_grad():
+        assert not torch.allclose(got, loaded.model(**batch).logits, atol=1e-3)
+    requests = [PromptRequest(q, images[0]) for q in ("What colour is it?", "How many shapes are there?")]
+
+    def answers(share):
+        found = {}
+        with torch.inference_mode():
+            for done in steered.generate_requests(requests, 2, {"max_new_tokens": 5, "temperature": 0}, [], share):
+                found.update(done)
+        return [found[i] for i in range(len(requests))]
+
+    assert answers(True) == answers(False)
+    from vlm_peft_bench.methods.params import account
+
+    assert account("nanollava-tiny", adapter=str(out))["trainable"] == sum(
+        account("nanollava-tiny", adapter=str(p))["trainable"] for p in parents)

@@ -10,6 +10,10 @@ adapters are refused; so are other peft types.
 
 The result is a peft folder any loader reads, plus `combination.json` naming its parents (path, hash, method),
 the weights and the combination type.
+
+ReFT adapters are combined as a sum of their edits, never of their parameters (a sum of LoReFT rotations is not
+a rotation): `adapters/reft_sum.py` applies h + sum_i w_i (f_i(h) - h), each parent at its own positions. The
+folder holds a copy of each parent and `composition.json` (parents, weights).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from safetensors.torch import save_file
 
 from vlm_peft_bench.adapters.detect import AdapterError
 from vlm_peft_bench.adapters.peft_adapter import checked_peft
+from vlm_peft_bench.adapters.reft_sum import COMPOSITION_FILE, PARENTS
 from vlm_peft_bench.methods.attach import adapter_hash
 from vlm_peft_bench.methods.registry import family_for_folder
 from vlm_peft_bench.methods.table import method_name
@@ -47,23 +52,28 @@ def combine(parents: list[str], weights: list[float], out: Path | str, base: str
     if len(parents) < 2:
         raise AdapterError("combine needs at least two adapters")
     methods = [method_name(p, family_for_folder(p)[0]) for p in parents]
-    if set(methods) != {"lora"}:
-        others = ", ".join(f"{p} ({m})" for p, m in zip(parents, methods) if m != "lora")
-        raise AdapterError(f"combine adds LoRA adapters only; not {others} (DoRA's magnitude vectors and other "
-                           "methods' parameters do not add)")
+    if set(methods) not in ({"lora"}, {"reft"}):
+        raise AdapterError(f"combine adds LoRA adapters, or sums ReFT adapters' edits; not {', '.join(methods)} "
+                           "together (DoRA's magnitude vectors and other methods' parameters do not add)")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty: choose another --out")
-    combined = _combined_lora(parents, weights, base)
-    record = {"parents": [{"path": str(p), "sha256": adapter_hash(Path(p)), "method": m}
-                          for p, m in zip(parents, methods)],
-              "weights": weights, "combination_type": COMBINATION_TYPE, "base": base,
-              "how": "peft add_weighted_adapter (cat): update = sum of weight x parent update, checked"}
+    parents_record = [{"path": str(p), "sha256": adapter_hash(Path(p)), "method": m} for p, m in zip(parents, methods)]
     temp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(temp, ignore_errors=True)
-    shutil.copytree(combined, temp)
-    shutil.rmtree(combined.parent, ignore_errors=True)
-    (temp / COMBINATION_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    if methods[0] == "reft":
+        for i, parent in enumerate(parents):  # each parent's files, as they are: applied at its own positions
+            shutil.copytree(parent, temp / PARENTS / str(i))
+        record = {"parents": parents_record, "weights": weights, "base": base,
+                  "how": "sum of edits: h + sum_i w_i (f_i(h) - h), each parent at its own positions"}
+        (temp / COMPOSITION_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    else:
+        combined = _combined_lora(parents, weights, base)
+        shutil.copytree(combined, temp)
+        shutil.rmtree(combined.parent, ignore_errors=True)
+        record = {"parents": parents_record, "weights": weights, "combination_type": COMBINATION_TYPE, "base": base,
+                  "how": "peft add_weighted_adapter (cat): update = sum of weight x parent update, checked"}
+        (temp / COMBINATION_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     if out.exists():
         out.rmdir()
     temp.rename(out)

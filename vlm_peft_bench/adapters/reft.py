@@ -59,6 +59,8 @@ class ReftAdapter:
     groups: dict[str, int] = field(default_factory=dict)  # the parsed positions
     handles: list = field(default_factory=list)
     intervene_on: str = "prompt"  # or "all": generated (and continuation) tokens too
+    weight: float = 1.0  # in a sum of edits (`reft_sum.py`): this adapter's edit is added times this weight
+    originals: dict | None = None  # in a sum of edits: each hooked module's output before any edit, by module
 
     @property
     def generation_group(self) -> int:
@@ -100,9 +102,9 @@ class ReftAdapter:
     def _hook(self, module: torch.nn.Module, group: int):
         fast = evaluation_function(module)  # None for a trainable intervention
 
-        def hook(_mod, _inputs, output):
+        def hook(mod, _inputs, output):
             if self.active.generating:
-                return self._generated(module, fast, group, output)
+                return self._generated(module, fast, group, output, mod)
             if self.active.positions is None:
                 return output
             hidden = output[0] if isinstance(output, tuple) else output
@@ -111,21 +113,28 @@ class ReftAdapter:
                 if torch.is_grad_enabled():  # training: keep the layer's output intact for autograd
                     hidden = hidden.clone()
                 rows = hidden.view(-1, hidden.shape[-1])  # (batch x positions, hidden), sharing hidden's memory
-                picked = rows.index_select(0, flat)
+                source = rows if self.originals is None else self.originals[mod]
+                picked = source.index_select(0, flat)
                 if picked.dtype != torch.float32:  # interventions compute in float32 (the module docstring)
                     picked = picked.float()
                 edited = (fast if fast is not None and not torch.is_grad_enabled() else module)(picked)
-                rows.index_copy_(0, flat, edited if edited.dtype == hidden.dtype else edited.to(hidden.dtype))
+                if self.originals is None:
+                    rows.index_copy_(0, flat, edited if edited.dtype == hidden.dtype else edited.to(hidden.dtype))
+                else:  # a sum of edits: each reads the unedited states and adds its weighted edit
+                    rows.index_add_(0, flat, (self.weight * (edited - picked)).to(hidden.dtype))
             return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
         return hook
 
-    def _generated(self, module: torch.nn.Module, fast, group: int, output):
+    def _generated(self, module: torch.nn.Module, fast, group: int, output, target: torch.nn.Module):
         """A decoding step's forward with intervene_on="all": every position it holds is a generated token."""
         if group != self.generation_group:
             return output
         hidden = output[0] if isinstance(output, tuple) else output
-        picked = hidden if hidden.dtype == torch.float32 else hidden.float()
+        source = hidden if self.originals is None else self.originals[target].view_as(hidden)
+        picked = source if source.dtype == torch.float32 else source.float()
         edited = (fast if fast is not None and not torch.is_grad_enabled() else module)(picked)
+        if self.originals is not None:  # a sum of edits (see the prompt's hook)
+            edited = hidden + (self.weight * (edited - picked)).to(hidden.dtype)
         edited = edited if edited.dtype == hidden.dtype else edited.to(hidden.dtype)
         return (edited, *output[1:]) if isinstance(output, tuple) else edited
 
