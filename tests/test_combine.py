@@ -15,6 +15,7 @@ from vlm_peft_bench.nanollava.loading import load_nanollava
 
 from .adapter_factory import lora_model
 from .conftest import REPO
+from .test_shared_prefix import answers
 
 ZOO_LORA = REPO / "adapters_zoo" / "weights" / "lora-r8__nanollava-tiny__cvbench_mini"
 ZOO_DORA = REPO / "adapters_zoo" / "weights" / "dora-r8__nanollava-tiny__cvbench_mini"
@@ -152,15 +153,8 @@ def test_reft_adapters_combine_as_a_sum_of_edits(tmp_path):
     with torch.no_grad():
         assert not torch.allclose(got, loaded.model(**batch).logits, atol=1e-3)
     requests = [PromptRequest(q, images[0]) for q in ("What colour is it?", "How many shapes are there?")]
-
-    def answers(share):
-        found = {}
-        with torch.inference_mode():
-            for done in steered.generate_requests(requests, 2, {"max_new_tokens": 5, "temperature": 0}, [], share):
-                found.update(done)
-        return [found[i] for i in range(len(requests))]
-
-    assert answers(True) == answers(False)
+    gen = {"max_new_tokens": 5, "temperature": 0, "until": []}
+    assert answers(steered, requests, gen, 2, True) == answers(steered, requests, gen, 2, False)
     from vlm_peft_bench.methods.params import account
 
     assert account("nanollava-tiny", adapter=str(out))["trainable"] == sum(

@@ -20,6 +20,7 @@ from vlm_peft_bench.shared_prefix import PromptRequest
 from vlm_peft_bench.steering.icv import demonstrations, derive_icv, leading_direction
 
 from .adapter_factory import HIDDEN
+from .test_shared_prefix import answers
 
 K = 6
 
@@ -126,15 +127,8 @@ def test_vlreft_applies_it_at_every_mlp_output_and_position(icv_folder):
     rows_real = batch["attention_mask"].bool()  # padding positions are edited too by the authors' hook: compare
     assert torch.allclose(got[rows_real], expected[rows_real], atol=1e-4)  # the real tokens
     requests = [PromptRequest(q, images[0]) for q in ("What colour is it?", "How many are there?")]
-
-    def answers(share):
-        found = {}
-        with torch.inference_mode():
-            for out in steered.generate_requests(requests, 2, {"max_new_tokens": 5, "temperature": 0}, [], share):
-                found.update(out)
-        return [found[i] for i in range(len(requests))]
-
-    assert answers(True) == answers(False)
+    gen = {"max_new_tokens": 5, "temperature": 0, "until": []}
+    assert answers(steered, requests, gen, 2, True) == answers(steered, requests, gen, 2, False)
 
 
 def test_too_few_demonstrations_are_refused(tmp_path):

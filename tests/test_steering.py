@@ -23,6 +23,7 @@ from vlm_peft_bench.steering.shift import derive_contrast, derive_shift, task_pr
 
 from .adapter_factory import HIDDEN
 from .conftest import REPO
+from .test_shared_prefix import answers
 
 LORA = REPO / "adapters_zoo" / "weights" / "lora-r8__nanollava-tiny__cvbench_mini"
 N_ITEMS = 6
@@ -155,17 +156,9 @@ def test_a_vector_at_every_position_is_shared_across_questions_about_one_image(t
     runner = Runner(attached.model, loaded.processor, torch.device("cpu"), attached)
     image = Image.new("RGB", (64, 64), (200, 40, 40))
     requests = [PromptRequest(q, image) for q in ("What colour is it?", "Is it a square?", "How big is it?")]
-    gen = {"max_new_tokens": 6, "temperature": 0}
-
-    def answers(share):
-        found = {}
-        with torch.inference_mode():
-            for batch in runner.generate_requests(requests, 3, dict(gen), [], share):
-                found.update(batch)
-        return [found[i] for i in range(len(requests))]
-
+    gen = {"max_new_tokens": 6, "temperature": 0, "until": []}
     assert runner.adapter.reft.positions_before(80, 70) == (tuple(range(70)),)  # the same for every prompt
-    assert answers(True) == answers(False)
+    assert answers(runner, requests, gen, 3, True) == answers(runner, requests, gen, 3, False)
 
 
 def test_counted_as_derived_not_trained_and_described(shift_folder):
