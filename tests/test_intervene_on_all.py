@@ -133,3 +133,15 @@ def test_training_forward_intervenes_on_the_answer_tokens(tmp_path):
         pad = width - total
         expected += [b * width + pad + p for p in [0, n - 2, n - 1, *range(n, total)]]
     assert sorted(locations.flat(-1).tolist()) == expected
+
+
+def test_trained_with_intervene_on_all_and_saved_so(tmp_path):
+    """`train --intervene-on all`: the recipe's setting reaches the training adapter, the saved settings and the
+    card id; the folder loads with it."""
+    from vlm_peft_bench.train.trainer import train
+
+    card = train("reft-r4-all", "cvbench_mini", tmp_path / "out", seed=0, overrides={"intervene_on": "all",
+                 "epochs": 1}, limit=8, device="cpu", evaluate_test=False, card_dir=None)
+    assert card["id"].startswith("reft-r4-all-onall__")
+    assert json.loads((tmp_path / "out" / META_FILE).read_text())["intervene_on"] == "all"
+    assert runner_for(tmp_path / "out").adapter.reft.intervene_on == "all"

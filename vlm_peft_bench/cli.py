@@ -69,7 +69,7 @@ def _train(args: argparse.Namespace) -> int:
     if layers and layers not in ("all",) and not layers.startswith("last:"):
         layers = [int(x) for x in layers.split(",")]
     overrides = {"rank": args.rank, "layers": layers, "positions": args.positions, "lr": args.lr,
-                 "epochs": args.epochs}
+                 "epochs": args.epochs, "intervene_on": args.intervene_on}
     out = Path(args.out) if args.out else None
     card = train(args.recipe, args.task, out or zoo_dir() / "weights" / "pending", base=args.base, seed=args.seed,
                  overrides=overrides, limit=args.limit, device=args.device, evaluate_test=not args.no_test,
@@ -216,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--rank", type=int, help="override the rank (ReFT rank or LoRA r): the rank sweep")
     t.add_argument("--layers", help="override ReFT layers: all, last:K (the layer sweep) or 0,5,11")
     t.add_argument("--positions", help="override ReFT positions, e.g. f5+l5")
+    t.add_argument("--intervene-on", choices=["prompt", "all"],
+                   help="ReFT: intervene on the prompt only (pyreft's default) or on the answer's tokens too")
     t.add_argument("--lr", type=float)
     t.add_argument("--epochs", type=int)
     t.add_argument("--limit", type=int, help="train on the first N items only (smoke runs)")

@@ -59,7 +59,8 @@ class ReftFamily(MethodFamily):
         return total, untrained()
 
     def with_overrides(self, recipe: Recipe, overrides: dict) -> Recipe:
-        changes = {k: overrides[k] for k in ("rank", "layers", "positions") if overrides.get(k) is not None}
+        changes = {k: overrides[k] for k in ("rank", "layers", "positions", "intervene_on")
+                   if overrides.get(k) is not None}
         return recipe.replace_section("reft", **changes) if changes else recipe
 
     def prepare(self, recipe: Recipe, model: torch.nn.Module) -> list[TrainingStage]:

@@ -237,7 +237,9 @@ def build_card(recipe, task_name, base, seed, overrides, settings, out, losses, 
 
 
 def _suffix(overrides: dict) -> str:
-    return "".join(f"-{k}{v}" for k, v in sorted(overrides.items()) if k in ("rank", "layers", "positions"))
+    named = {"intervene_on": "on"}  # short names in card ids
+    return "".join(f"-{named.get(k, k)}{v}" for k, v in sorted(overrides.items())
+                   if k in ("rank", "layers", "positions", "intervene_on"))
 
 
 def _settings(recipe: Recipe, overrides: dict) -> dict:
