@@ -78,7 +78,7 @@ def test_document_rows_params_intervals_pareto_and_schema(tmp_path):
     assert set(measured) == {"untrained base", *ADAPTERS}
     base = measured["untrained base"]
     assert base["method"] == "base" and base["params"] == {"trainable": 0, "total": 1_926_912, "fraction": 0.0,
-                                                           "source": "untrained base"}
+                                                           "derived": 0, "plotted": 0.0, "source": "untrained base"}
     lora = measured["lora-r8"]
     assert lora["method"] == "lora" and lora["params"]["trainable"] == 32_768 and lora["params"]["source"] == "card"
     assert lora["card"].endswith("zoo/lora-r8.yaml") and lora["seeds"]["training"] == 0

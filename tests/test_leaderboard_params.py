@@ -47,8 +47,10 @@ def test_our_lmms_eval_records_the_counts_that_params_gives(tmp_path):
     doc = collect([tmp_path])
     lora, base = _rows(doc)[LORA], _rows(doc)["untrained base"]
     assert lora["method"] == "lora" and lora["card"] is None
-    assert lora["params"] == {"trainable": 32_768, "total": total, "fraction": 0.0170054, "source": "results file"}
-    assert base["params"] == {"trainable": 0, "total": total, "fraction": 0.0, "source": "untrained base"}
+    assert lora["params"] == {"trainable": 32_768, "total": total, "fraction": 0.0170054, "derived": 0,
+                              "plotted": 0.0170054, "source": "results file"}
+    assert base["params"] == {"trainable": 0, "total": total, "fraction": 0.0, "derived": 0, "plotted": 0.0,
+                              "source": "untrained base"}
     assert any(f"{LORA} on" in n and "parameters as counted when it was evaluated" in n for n in doc["notes"])
 
 
@@ -89,8 +91,8 @@ def test_the_results_file_comes_first_then_the_card_then_unknown(tmp_path):
     write_run(results / "orphan", "20260105_000000", adapter="orphan", accuracy=0.45)  # neither: unknown
     rows = _rows(collect([results], zoo=zoo))
     assert rows["untrained base"]["params"]["total"] == 2_000_000
-    assert rows["carded"]["params"] == {"trainable": 500, "total": 2_000_000, "fraction": 0.00025,
-                                        "source": "results file"}
+    assert rows["carded"]["params"] == {"trainable": 500, "total": 2_000_000, "fraction": 0.00025, "derived": 0,
+                                        "plotted": 0.00025, "source": "results file"}
     assert rows["carded"]["method"] == "lora" and rows["carded"]["card"].endswith("zoo/carded.yaml")
     assert rows["older"]["params"]["trainable"] == 16_384 and rows["older"]["params"]["source"] == "card"
     assert rows["ia3"]["method"] == "ia3" and rows["ia3"]["params"]["source"] == "results file"

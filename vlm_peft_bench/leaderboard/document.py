@@ -12,7 +12,7 @@ import math
 
 from vlm_peft_bench.leaderboard import SCHEMA_ID, SCHEMA_VERSION, LeaderboardError, ci
 from vlm_peft_bench.leaderboard.compare import Board, Group, row_key
-from vlm_peft_bench.leaderboard.identify import identify
+from vlm_peft_bench.leaderboard.identify import identify, plotted
 from vlm_peft_bench.leaderboard.pareto import pareto_front
 from vlm_peft_bench.leaderboard.results import TaskResult
 from vlm_peft_bench.leaderboard.tasks import metrics_of, spec_for
@@ -23,7 +23,11 @@ DEFINITIONS = {
     "fraction": None,  # filled from vlm_peft_bench.methods.table.PARAMS_DEFINITION
     "ci95": (f"percentile bootstrap over items ({ci.DRAWS} draws, seed {ci.SEED}) of the task's own aggregation, "
              "from the run's sample log; null where the log is absent or the metric is a corpus metric"),
-    "pareto": ("within a group, a row is on the frontier when no other row has a lower-or-equal trainable "
+    "derived": ("parameters computed from the model's hidden states rather than trained (steering vectors' "
+                "entries); a steering row has 0 trainable parameters"),
+    "plotted": ("the fraction a row is plotted at and compared by on the Pareto frontier: (trainable + derived) "
+                "/ total, equal to the trainable fraction for every trained method"),
+    "pareto": ("within a group, a row is on the frontier when no other row has a lower-or-equal plotted "
                "fraction and a higher-or-equal headline score, one of them strictly"),
     "base_on_log_axis": ("the untrained base (fraction 0) is drawn at the left edge of the log axis, one decade "
                          "below the smallest trained fraction of its group, on a tick labelled 0"),
@@ -115,7 +119,7 @@ def measured_rows(board: Board, cards: dict, repr_docs: list[dict]) -> list[dict
             if key not in rows:
                 who = identify(result.base, result.adapter, cards, result.params, result.adapter_method)
                 params = who["params"]
-                params = {**params, "fraction": _sig(params["fraction"])}
+                params = {**params, "fraction": _sig(params["fraction"]), "plotted": _sig(plotted(params))}
                 label = who["adapter_id"] or "untrained base"
                 rows[key] = {"id": f"{board.id}:{key[:12]}", "kind": "measured", "board": board.id,
                              "label": label, **{k: v for k, v in who.items() if k != "params"}, "params": params,
@@ -146,7 +150,7 @@ def _match_repr(row: dict, board: Board, task: str, repr_docs: list[dict]) -> di
 
 
 def _row_order(row: dict):
-    fraction = row["params"]["fraction"]
+    fraction = row["params"]["plotted"]
     return (fraction is None, fraction if fraction is not None else 0.0, row["label"], row["id"])
 
 
@@ -169,7 +173,8 @@ def reported_board(source: dict) -> tuple[dict, dict, list[dict]]:
                      "note": entry.get("note"), "date": str(source.get("year", "")), "versions": None,
                      "seeds": None,
                      "params": {"trainable": entry.get("trainable"), "total": entry.get("total"),
-                                "fraction": _sig(entry["fraction"]), "source": "reported"},
+                                "fraction": _sig(entry["fraction"]), "derived": 0,
+                                "plotted": _sig(entry["fraction"]), "source": "reported"},
                      "cells": {group["id"]: cell}})
     board = {"id": board_id, "kind": "reported", "label": f"{source['base']} (reported)",
              "base": {"name": source["base"], "hash": None}, "prompt_template": None, "system_instruction": None,
@@ -181,7 +186,7 @@ def reported_board(source: dict) -> tuple[dict, dict, list[dict]]:
 
 def mark_pareto(group: dict, rows: list[dict]) -> None:
     headline = group["headline"]
-    points = [(row["id"], row["params"]["fraction"], row["cells"][group["id"]]["metrics"][headline]["value"])
+    points = [(row["id"], row["params"]["plotted"], row["cells"][group["id"]]["metrics"][headline]["value"])
               for row in rows if group["id"] in row["cells"]]
     group["pareto"] = pareto_front(points)
     for row in rows:
@@ -268,10 +273,13 @@ SCHEMA = {
             "properties": {
                 "kind": {"enum": ["measured", "reported"]},
                 "method": {"type": "string", "description": "base, reft, lora, prefix, pt-lora, full, ..."},
-                "params": {"type": "object", "required": ["trainable", "total", "fraction", "source"],
+                "params": {"type": "object", "required": ["trainable", "total", "fraction", "derived", "plotted",
+                                                          "source"],
                            "properties": {"trainable": {"type": ["integer", "null"]},
                                           "total": {"type": ["integer", "null"]},
                                           "fraction": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                                          "derived": {"type": ["integer", "null"]},
+                                          "plotted": {"type": ["number", "null"], "minimum": 0},
                                           "source": _NULLABLE_STR}},
                 "cells": {"type": "object", "description": "by group id", "additionalProperties": {
                     "type": "object", "required": ["group", "metrics", "ci_note", "n", "date", "pareto",

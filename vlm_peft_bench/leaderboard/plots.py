@@ -38,7 +38,7 @@ def _points(group: dict, rows: list[dict]) -> list[dict]:
     out = []
     for row in rows:
         cell = row["cells"].get(group["id"])
-        fraction = row["params"]["fraction"]
+        fraction = row["params"].get("plotted", row["params"]["fraction"])
         if cell is None or fraction is None:
             continue
         metric = cell["metrics"][group["headline"]]
@@ -47,6 +47,15 @@ def _points(group: dict, rows: list[dict]) -> list[dict]:
         out.append({"row": row, "x": fraction, "y": metric["value"], "ci": metric.get("ci95"),
                     "pareto": cell["pareto"]})
     return out
+
+
+def is_derived(row: dict) -> bool:
+    """A row placed by derived (not trained) parameters: a steering vector."""
+    return bool(row["params"].get("derived")) and not row["params"].get("trainable")
+
+
+def _marker(row: dict, reported: bool) -> str:
+    return "D" if reported else "s" if is_derived(row) else "o"
 
 
 def _scatter_panel(ax, group: dict, board: dict, rows: list[dict]) -> None:
@@ -60,7 +69,7 @@ def _scatter_panel(ax, group: dict, board: dict, rows: list[dict]) -> None:
         if p["ci"] and None not in p["ci"]:
             ax.errorbar([p["px"]], [p["y"]], yerr=[[p["y"] - p["ci"][0]], [p["ci"][1] - p["y"]]], fmt="none",
                         ecolor=c, elinewidth=1, capsize=2, alpha=0.6)
-        ax.scatter([p["px"]], [p["y"]], s=46 if p["pareto"] else 30, marker="D" if reported else "o",
+        ax.scatter([p["px"]], [p["y"]], s=46 if p["pareto"] else 30, marker=_marker(p["row"], reported),
                    facecolors="none" if reported else c, edgecolors="black" if p["pareto"] else c,
                    linewidths=1.4 if p["pareto"] else 1.0, zorder=3)
         ax.annotate(p["row"]["method"] + (" (reported)" if reported else ""), (p["px"], p["y"]),
@@ -78,7 +87,7 @@ def _scatter_panel(ax, group: dict, board: dict, rows: list[dict]) -> None:
     ax.set_xticks(ticks, [("0 (base)" if has_base and t == floor else _percent_label(t)) for t in ticks])
     ax.set_xlim(10.0 ** (low - 0.3), 10.0 ** (high + 0.3))
     ax.minorticks_off()
-    ax.set_xlabel("trainable fraction of parameters (log scale)")
+    ax.set_xlabel("trainable (squares: derived) fraction of parameters (log scale)")
     ax.set_ylabel(group["headline"] + (" (as published)" if reported else ""))
     ax.set_title(f"{group['label']}\n{board['label']}" + (" — REPORTED, not measured" if reported else ""))
     ax.grid(True, which="major", linewidth=0.4, alpha=0.5)

@@ -63,7 +63,8 @@ def to_csv(doc: dict) -> str:
     boards = {b["id"]: b for b in doc["boards"]}
     metric_cols = _columns(doc)
     labels = list(dict.fromkeys(label for label, _ in metric_cols))
-    header = ["board", "kind", "method", "adapter_id", "trainable_params", "total_params", "trainable_fraction"]
+    header = ["board", "kind", "method", "adapter_id", "trainable_params", "total_params", "trainable_fraction",
+              "derived_params", "plotted_fraction"]
     for label, metric in metric_cols:
         header += [f"{label}:{metric}", f"{label}:{metric}:ci95_low", f"{label}:{metric}:ci95_high"]
     for label in labels:
@@ -77,7 +78,8 @@ def to_csv(doc: dict) -> str:
         by_label = {groups[gid]["label"]: cell for gid, cell in row["cells"].items()}
         line = [boards[row["board"]]["label"], row["kind"], row["method"], row["adapter_id"] or row["label"],
                 _plain(row["params"]["trainable"]), _plain(row["params"]["total"]),
-                _plain(row["params"]["fraction"])]
+                _plain(row["params"]["fraction"]), _plain(row["params"].get("derived")),
+                _plain(row["params"].get("plotted"))]
         for label, metric in metric_cols:
             m = by_label.get(label, {}).get("metrics", {}).get(metric)
             ci95 = (m or {}).get("ci95") or [None, None]
@@ -133,7 +135,8 @@ def _board_table(board: dict, groups: list[dict], rows: list[dict]) -> list[str]
         out += [f"Base `{base['name']}` (sha256 {(base.get('hash') or 'unknown')[:12]}), prompt template "
                 f"`{(board['prompt_template'] or 'unknown')!r}`." , ""]
     with_repr = {g["id"] for g in groups if any((r["cells"].get(g["id"]) or {}).get("repr_rank") for r in rows)}
-    header = ["", "method", "adapter", "trainable", "fraction"]
+    derived = any(r["params"].get("derived") for r in rows)  # steering rows: their derived count, beside
+    header = ["", "method", "adapter", "trainable", "fraction"] + (["derived"] if derived else [])
     for g in groups:
         header += [f"{g['label']} {g['headline']}" + (" (95% CI)" if g["ci"] else "")]
         header += [f"{m}" for m in g["metrics"][1:]]
@@ -145,6 +148,8 @@ def _board_table(board: dict, groups: list[dict], rows: list[dict]) -> list[str]
     for row in rows:
         cells = [("*reported*" if reported else ""), row["method"], _md(row),
                  count(row["params"]["trainable"]), percent(row["params"]["fraction"])]
+        if derived:
+            cells.append(count(row["params"].get("derived")))
         for g in groups:
             cell = row["cells"].get(g["id"])
             if cell is None:

@@ -32,6 +32,9 @@ function columns(g) {
     {key: "total", label: "total", num: true, get: r => r.params.total, show: r => count(r.params.total)},
     {key: "fraction", label: "fraction", num: true, get: r => r.params.fraction, show: r => pct(r.params.fraction)},
   ];
+  if (DATA.rows.some(r => r.params.derived)) {  // steering vectors: derived (computed, not trained) parameters
+    cols.push({key: "derived", label: "derived", num: true, get: r => r.params.derived, show: r => count(r.params.derived)});
+  }
   for (const m of g.metrics) {
     cols.push({key: "m:" + m, label: m + (m === g.headline ? (g.ci ? " (95% CI)" : "") : ""), num: true,
                get: r => cell(r).metrics[m].value, show: r => withCi(cell(r).metrics[m])});
@@ -68,7 +71,8 @@ function sortedRows(g, cols) {
 function details(r, g) {
   const c = r.cells[g.id], m = c.metrics[g.headline];
   const lines = [(r.kind === "reported" ? "[REPORTED] " : "") + (r.adapter_id || r.label), "method: " + r.method,
-    "trainable: " + count(r.params.trainable) + " of " + count(r.params.total) + " (" + pct(r.params.fraction) + ")",
+    "trainable: " + count(r.params.trainable) + " of " + count(r.params.total) + " (" + pct(r.params.fraction) + ")" +
+      (r.params.derived ? "; derived: " + count(r.params.derived) + " (plotted at " + pct(r.params.plotted) + ")" : ""),
     g.headline + ": " + withCi(m), "Pareto frontier: " + (c.pareto ? "yes" : "no"), "date: " + r.date];
   if (c.repr_rank) { lines.push("effective rank ratio: " + c.repr_rank.effective_rank_ratio.toFixed(3)); }
   if (r.kind === "reported") { const s = BOARDS[r.board].source; lines.push("source: " + s.title + " (" + s.year + ")"); }
@@ -116,8 +120,9 @@ function renderPlot(g) {
   let unplotted = 0;
   for (const r of visibleRows(g)) {
     const m = r.cells[g.id].metrics[g.headline];
-    if (r.params.fraction === null || m.value === null) { unplotted += 1; continue; }
-    pts.push({r: r, x: r.params.fraction, y: m.value, ci: m.ci95, pareto: r.cells[g.id].pareto});
+    const x = r.params.plotted === undefined ? r.params.fraction : r.params.plotted;
+    if (x === null || m.value === null) { unplotted += 1; continue; }
+    pts.push({r: r, x: x, y: m.value, ci: m.ci95, pareto: r.cells[g.id].pareto});
   }
   document.getElementById("unplotted").textContent = unplotted ? unplotted + " row(s) without a known fraction or score are listed but not plotted." : "";
   const positive = pts.map(p => p.x).filter(x => x > 0);
@@ -146,7 +151,7 @@ function renderPlot(g) {
     svg.appendChild(el("svg:line", {x1: L, y1: y, x2: W - R, y2: y, stroke: "#eee"}));
     svg.appendChild(el("svg:text", {x: L - 6, y: y + 4, "text-anchor": "end"}, v.toFixed(3)));
   }
-  svg.appendChild(el("svg:text", {x: (L + W - R) / 2, y: H - 10, "text-anchor": "middle"}, "trainable fraction of parameters (log scale)"));
+  svg.appendChild(el("svg:text", {x: (L + W - R) / 2, y: H - 10, "text-anchor": "middle"}, "trainable (squares: derived) fraction of parameters (log scale)"));
   svg.appendChild(el("svg:text", {x: 14, y: (T + H - B) / 2, "text-anchor": "middle", transform: "rotate(-90 14 " + (T + H - B) / 2 + ")"},
                      g.headline + (g.kind === "reported" ? " (as published)" : "")));
   svg.appendChild(el("svg:text", {x: L, y: 18}, g.label + " \u2014 " + BOARDS[g.board].label));
@@ -163,9 +168,15 @@ function renderPlot(g) {
       svg.appendChild(el("svg:line", {x1: sx(p.px), x2: sx(p.px), y1: sy(p.ci[0]), y2: sy(p.ci[1]), stroke: c, "stroke-opacity": 0.5}));
     }
     const reported = p.r.kind === "reported";
-    const circle = el("svg:circle", {cx: sx(p.px), cy: sy(p.y), r: p.pareto ? 6 : 4.5, "data-row": p.r.id,
-      class: "point" + (reported ? " reported" : "") + (p.pareto ? " pareto" : ""), fill: reported ? "none" : c,
-      stroke: p.pareto ? "#000" : c, "stroke-width": reported ? 2 : 1.2});
+    const derived = !!p.r.params.derived && !p.r.params.trainable;  // a steering vector: drawn as a square
+    const size = p.pareto ? 6 : 4.5;
+    const shape = derived ? el("svg:rect", {x: sx(p.px) - size, y: sy(p.y) - size, width: 2 * size, height: 2 * size})
+                          : el("svg:circle", {cx: sx(p.px), cy: sy(p.y), r: size});
+    const attrs = {"data-row": p.r.id, class: "point" + (reported ? " reported" : "") + (derived ? " derived" : "") +
+      (p.pareto ? " pareto" : ""), fill: reported ? "none" : c, stroke: p.pareto ? "#000" : c,
+      "stroke-width": reported ? 2 : 1.2};
+    for (const [k, v] of Object.entries(attrs)) { shape.setAttribute(k, v); }
+    const circle = shape;
     circle.appendChild(el("svg:title", {}, details(p.r, g)));
     circle.addEventListener("mousemove", ev => {
       const box = document.getElementById("plotwrap").getBoundingClientRect();
