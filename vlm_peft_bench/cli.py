@@ -69,7 +69,7 @@ def _train(args: argparse.Namespace) -> int:
     if layers and layers not in ("all",) and not layers.startswith("last:"):
         layers = [int(x) for x in layers.split(",")]
     overrides = {"rank": args.rank, "layers": layers, "positions": args.positions, "lr": args.lr,
-                 "epochs": args.epochs, "intervene_on": args.intervene_on}
+                 "epochs": args.epochs, "intervene_on": args.intervene_on, "where": args.where}
     out = Path(args.out) if args.out else None
     card = train(args.recipe, args.task, out or zoo_dir() / "weights" / "pending", base=args.base, seed=args.seed,
                  overrides=overrides, limit=args.limit, device=args.device, evaluate_test=not args.no_test,
@@ -218,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--positions", help="override ReFT positions, e.g. f5+l5")
     t.add_argument("--intervene-on", choices=["prompt", "all"],
                    help="ReFT: intervene on the prompt only (pyreft's default) or on the answer's tokens too")
+    t.add_argument("--where", metavar="FIELD=VALUE",
+                   help="train on the training items whose field reads VALUE only, e.g. type=2D (card id -type2D)")
     t.add_argument("--lr", type=float)
     t.add_argument("--epochs", type=int)
     t.add_argument("--limit", type=int, help="train on the first N items only (smoke runs)")

@@ -39,6 +39,27 @@ def task_examples(task, split: str | None = None) -> list[Example]:
     return out
 
 
+def parse_where(text: str) -> tuple[str, str]:
+    """`FIELD=VALUE` (the --where argument) as (field, value)."""
+    field, sep, value = text.partition("=")
+    if not sep or not field.strip() or not value.strip():
+        raise AdapterError(f"--where {text!r}: expected FIELD=VALUE, e.g. type=2D")
+    return field.strip(), value.strip()
+
+
+def subset(examples: list[Example], field: str, value: str, task_name: str) -> list[Example]:
+    """The examples whose doc field `field` reads `value` (compared as text); a clear error when none do."""
+    if examples and field not in examples[0].doc:
+        raise AdapterError(f"--where {field}={value}: task {task_name}'s items have no field {field!r} (they have "
+                           f"{', '.join(sorted(examples[0].doc))})")
+    kept = [e for e in examples if str(e.doc.get(field)) == value]
+    if not kept:
+        seen = sorted({str(e.doc.get(field)) for e in examples})
+        raise AdapterError(f"--where {field}={value}: no training item of {task_name} has it; {field} takes "
+                           f"{', '.join(seen[:20])}{' ...' if len(seen) > 20 else ''}")
+    return kept
+
+
 def split_train_validation(examples: list, seed: int, validation_fraction: float = 0.2) -> tuple[list, list]:
     """A seeded shuffle, then the first 80% to train on and the last 20% to validate on (as the paper)."""
     order = list(range(len(examples)))

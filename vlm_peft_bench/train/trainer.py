@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import re
 import time
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from vlm_peft_bench.nanollava.provenance import model_provenance
 from vlm_peft_bench.paths import project_root, tasks_dir, zoo_dir
 from vlm_peft_bench.provenance import combined_hash
 from vlm_peft_bench.runner import Runner
-from vlm_peft_bench.train.data import load_task, split_train_validation, task_examples
+from vlm_peft_bench.train.data import load_task, parse_where, split_train_validation, subset, task_examples
 
 IGNORE = -100
 
@@ -161,6 +162,8 @@ def train(recipe_name: str, task_name: str, out: Path | str, base: str = "nanoll
     card_dir = zoo_dir() if card_dir == "zoo" else card_dir
     out, card_dir = Path(out), (Path(card_dir) if card_dir is not None else None)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if overrides.get("where"):  # a malformed --where fails before anything is loaded
+        overrides["where"] = "=".join(parse_where(overrides["where"]))
     recipe = load_recipe(recipe_name)
     method_family = family(recipe.method)
     recipe = method_family.with_overrides(recipe, overrides)
@@ -178,7 +181,10 @@ def train(recipe_name: str, task_name: str, out: Path | str, base: str = "nanoll
     loaded = load_nanollava(base, device=device, dtype="float32")
     processor = loaded.processor
     task = load_task(task_name)
-    train_set, val_set = split_train_validation(task_examples(task), seed)
+    examples = task_examples(task)
+    if overrides.get("where"):
+        examples = subset(examples, *parse_where(overrides["where"]), task_name)
+    train_set, val_set = split_train_validation(examples, seed)
     if limit:
         train_set, val_set = train_set[:limit], val_set[: max(1, limit // 4)]
     losses, started = [], time.time()
@@ -214,14 +220,15 @@ def build_card(recipe, task_name, base, seed, overrides, settings, out, losses, 
     params = account(base, recipe=recipe)
     base_info = model_provenance(base)
     card_id = f"{recipe.name}{_suffix(overrides)}__{base}__{task_name}"
+    split = f"training split where {overrides['where']}" if overrides.get("where") else "training split"
     return {
         "id": card_id,
         "recipe": recipe.name,
         "method": recipe.method,
         "overrides": overrides or {},
         "base": {"name": base, "hash": base_info["model_hash"]},
-        "task": {"name": task_name, "train": f"training split, seeded 80% ({n_train} items)",
-                 "validation": f"training split, seeded 20% ({n_val} items)", "test": "test split"},
+        "task": {"name": task_name, "train": f"{split}, seeded 80% ({n_train} items)",
+                 "validation": f"{split}, seeded 20% ({n_val} items)", "test": "test split"},
         "params": {k: params[k] for k in ("trainable", "total", "fraction", "percent")},
         "seed": seed,
         "training": {"seconds": round(seconds, 1), "steps": len(losses), "device": device,
@@ -238,8 +245,11 @@ def build_card(recipe, task_name, base, seed, overrides, settings, out, losses, 
 
 def _suffix(overrides: dict) -> str:
     named = {"intervene_on": "on"}  # short names in card ids
-    return "".join(f"-{named.get(k, k)}{v}" for k, v in sorted(overrides.items())
-                   if k in ("rank", "layers", "positions", "intervene_on"))
+    suffix = "".join(f"-{named.get(k, k)}{v}" for k, v in sorted(overrides.items())
+                     if k in ("rank", "layers", "positions", "intervene_on"))
+    if overrides.get("where"):  # type=2D -> -type2D
+        suffix += "-" + re.sub(r"[^A-Za-z0-9_.]+", "", overrides["where"].replace("=", ""))
+    return suffix
 
 
 def _settings(recipe: Recipe, overrides: dict) -> dict:
