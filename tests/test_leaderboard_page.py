@@ -9,6 +9,7 @@ from vlm_peft_bench.leaderboard.build import build
 
 from .conftest import REPO
 from .test_leaderboard_factory import standard_inputs, write_run
+from .test_leaderboard_sweeps import POINTS, write_sweep
 
 CHROMIUM = find_chromium()
 if CHROMIUM is None:
@@ -31,6 +32,7 @@ def page(tmp_path_factory):
     root = tmp_path_factory.mktemp("page")
     results, zoo = standard_inputs(root, tasks=("cvbench_mini", "vqa_v2_mini"))
     write_run(results / "odd", "20260701_000000", adapter="<em onclick=x>odd&co", task="vqa_v2_mini")  # needs escaping
+    write_sweep(results / "sweeps", "rank")
     out = root / "site"
     doc = build([results], out, zoo=zoo, reported=REPO / "leaderboard" / "reported.yaml")
     with Chromium(CHROMIUM) as browser:
@@ -103,6 +105,23 @@ def test_task_filter_switches_groups_and_reported_rows_are_marked(page):
     assert "[REPORTED]" in tab.evaluate("document.querySelector('#plot circle.point > title').textContent")
 
 
+SWEEP_COUNTS = "[" + ", ".join(f"document.querySelectorAll('{s}').length" for s in (
+    "#sweeps .sweep", "#sweeps circle.point", "#sweeps circle.point > title", "#sweeps .sweep-table tr",
+    "#sweeps polyline.line-train", "#sweeps polyline.line-held_out", "#sweeps line.base")) + "]"
+
+
+def test_sweeps_are_drawn_and_tabulated_whatever_task_is_selected(page):
+    tab, doc = page
+    [sweep] = doc["sweeps"]
+    n = len(POINTS)
+    assert tab.evaluate(SWEEP_COUNTS) == [1, n, n, n + 1, 1, 1, 1]
+    titles = tab.evaluate("[...document.querySelectorAll('#sweeps circle.point > title')].map(t => t.textContent)")
+    assert titles[0].startswith("rank 1: test 0.440 (0.410-0.470), train 0.520, held-out 0.470")
+    tab.evaluate(SELECT.format(doc["groups"][-1]["id"]))
+    assert tab.evaluate(SWEEP_COUNTS)[:2] == [1, n]  # not tied to the selected group
+    assert sweep["file"] in tab.evaluate("document.querySelector('#sweeps .sweep p').textContent")
+
+
 def test_page_makes_no_request_and_raises_no_error(page):
     tab, _ = page
     assert all(url.startswith("file://") for url in tab.requests()) and len(tab.requests()) == 1
@@ -128,4 +147,6 @@ def test_committed_page_shows_one_row_and_one_point_per_zoo_adapter():
             with_repr = sum(bool(r["cells"].get(group["id"], {}).get("repr_rank")) for r in doc["rows"])
             assert tab.evaluate("document.querySelectorAll('#reprplot polyline.curve').length") == with_repr
         assert any(r["cells"][g]["repr_rank"] for r in doc["rows"] for g in r["cells"])  # the curves are shown
+        sweeps, points = tab.evaluate(SWEEP_COUNTS)[:2]
+        assert sweeps == len(doc["sweeps"]) and points == sum(len(s["points"]) for s in doc["sweeps"])
         assert len(tab.requests()) == 1 and tab.console_errors() == []

@@ -32,6 +32,7 @@ from vlm_peft_bench.adapters.reft_sum import COMPOSITION_FILE, PARENTS
 from vlm_peft_bench.methods.attach import adapter_hash
 from vlm_peft_bench.methods.registry import family_for_folder
 from vlm_peft_bench.methods.table import method_name
+from vlm_peft_bench.paths import display_path
 
 COMBINATION_FILE = "combination.json"
 COMBINATION_TYPE = "cat"
@@ -58,7 +59,8 @@ def combine(parents: list[str], weights: list[float], out: Path | str, base: str
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty: choose another --out")
-    parents_record = [{"path": str(p), "sha256": adapter_hash(Path(p)), "method": m} for p, m in zip(parents, methods)]
+    parents_record = [{"path": display_path(Path(p)), "sha256": adapter_hash(Path(p)), "method": m}
+                      for p, m in zip(parents, methods)]
     temp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(temp, ignore_errors=True)
     if methods[0] == "reft":

@@ -83,6 +83,33 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from vlm_peft_bench.adapters.accounting import base_config
+    from vlm_peft_bench.train.sweep import parse_values, run_sweep
+
+    axis, text = ("rank", args.rank) if args.rank else ("lowest_layer", args.lowest_layer)
+    values = parse_values(text, axis, base_config(args.base).text_config.num_hidden_layers)
+    path = run_sweep(args.recipe, args.task, axis, values, Path(args.out), base=args.base, seed=args.seed,
+                     device=args.device, limit=args.limit, log=lambda text: print(text, file=sys.stderr))
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    for point in doc["points"]:
+        print(f"{axis} {point['value']}: train {point['train']}, held-out {point['held_out']}, test "
+              f"{point['test']['value']} (95% CI {point['test']['ci95']})")
+    print(f"wrote {path}; `leaderboard build` plots it when --results includes {Path(args.out)}")
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    from vlm_peft_bench.train.cards import derived_card, evaluate_card, write_card
+
+    card = derived_card(Path(args.adapter), args.task, args.base, args.seed, args.id)
+    evaluations = evaluate_card(card, args.task, args.base, Path(args.adapter), args.seed)
+    path = write_card(card, Path(args.zoo) if args.zoo else zoo_dir(), evaluations)
+    print(f"{path}: {card['method']}, test {card['test']['metric']} {card['test']['value']} "
+          f"(95% CI {card['test']['ci95']}); base {card['base_test']['value']}")
+    return 0
+
+
 def _leaderboard_build(args: argparse.Namespace) -> int:
     from vlm_peft_bench.leaderboard.build import build
 
@@ -227,6 +254,31 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-test", action="store_true", help="skip the lmms-eval test-split evaluation")
     t.add_argument("--no-card", action="store_true", help="do not write a card into adapters_zoo/")
     t.set_defaults(func=_train)
+
+    sw = sub.add_parser("sweep", help="the VL-ReFT report's sweeps: train and score a recipe at each rank, or "
+                                      "at each lowest intervened layer (layers L..last)")
+    sw.add_argument("--recipe", default="reft-r4-all", help="recipe name or YAML path (default reft-r4-all)")
+    sw.add_argument("--task", default="cvbench_mini", help="a task with a training split")
+    axis = sw.add_mutually_exclusive_group(required=True)
+    axis.add_argument("--rank", help="ranks, e.g. 1,2,4,6,8,10,14")
+    axis.add_argument("--lowest-layer", help="lowest layers L, e.g. 0,1,2,3, or all (every layer of the base)")
+    sw.add_argument("--base", default="nanollava-tiny")
+    sw.add_argument("--seed", type=int, default=0)
+    sw.add_argument("--out", default="leaderboard/results/sweeps",
+                    help="where the sweep file and each point's weights go (default leaderboard/results/sweeps)")
+    sw.add_argument("--limit", type=int, help="train on the first N items only (smoke runs)")
+    sw.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    sw.set_defaults(func=_sweep)
+
+    cd = sub.add_parser("card", help="evaluate an adapter that `train` did not make (a steering vector, a "
+                                      "combination, a third party's) and write its zoo card and answers")
+    cd.add_argument("adapter", help="the adapter folder (inside the zoo's weights/ for a zoo row)")
+    cd.add_argument("--task", required=True, help="the task whose test split scores it, e.g. cvbench_mini")
+    cd.add_argument("--base", default="nanollava-tiny")
+    cd.add_argument("--seed", type=int, default=0)
+    cd.add_argument("--id", help="the card id (default: the folder's name)")
+    cd.add_argument("--zoo", help="the cards folder (default: adapters_zoo/)")
+    cd.set_defaults(func=_card)
 
     lb = sub.add_parser("leaderboard", help="the leaderboard: accuracy against trainable-parameter fraction")
     lb_sub = lb.add_subparsers(dest="leaderboard_command", required=True)

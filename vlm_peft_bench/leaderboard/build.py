@@ -1,8 +1,8 @@
 """`vlm-peft-bench leaderboard build`: read results, cards, reported rows and repr-rank files; write every output.
 
 Outputs (in --out): leaderboard.json (+ schema.json), leaderboard.csv, leaderboard.md, leaderboard.png/.svg,
-repr_rank.png/.svg, index.html. Nothing depends on the clock, the machine or the order files are listed in:
-the same inputs give byte-identical files.
+repr_rank.png/.svg, sweeps.png/.svg (from `vlm-peft-bench sweep` files among the results), index.html. Nothing
+depends on the clock, the machine or the order files are listed in: the same inputs give byte-identical files.
 
 Bad inputs (problems.py): every input is read and checked before anything is rendered, and every file that
 cannot be used is listed in one error; nothing is written then. With `skip_bad` (--skip-bad) bad results
@@ -25,6 +25,7 @@ from vlm_peft_bench.leaderboard.problems import BadFile, BadInputs, Problem, ord
 from vlm_peft_bench.leaderboard.reported import load_reported
 from vlm_peft_bench.leaderboard.repr_rank import read_repr_files
 from vlm_peft_bench.leaderboard.results import TaskResult, attach_samples, find_results, read_results
+from vlm_peft_bench.leaderboard.sweeps import read_sweeps
 from vlm_peft_bench.leaderboard.tasks import spec_for
 from vlm_peft_bench.paths import display_path
 
@@ -33,7 +34,7 @@ NO_PROVENANCE = ("no vlm_peft_bench provenance block (plain lmms-eval, an older 
                  "results that have them")
 
 OUTPUTS = ("leaderboard.json", "schema.json", "leaderboard.csv", "leaderboard.md", "leaderboard.png",
-           "leaderboard.svg", "repr_rank.png", "repr_rank.svg", "index.html")
+           "leaderboard.svg", "repr_rank.png", "repr_rank.svg", "sweeps.png", "sweeps.svg", "index.html")
 
 
 def dumps(data: dict) -> str:
@@ -106,7 +107,8 @@ def collect(results_dirs: list[Path], zoo: Path | None = None, reported: Path | 
         problems.append(err.problem)
     cards, card_problems = load_cards(zoo)
     repr_docs, repr_problems = read_repr_files(results_dirs)
-    skipped, skip_notes = settle(problems + card_problems + repr_problems, results, skip_bad)
+    sweeps, sweep_problems = read_sweeps(results_dirs)
+    skipped, skip_notes = settle(problems + card_problems + repr_problems + sweep_problems, results, skip_bad)
     if not results and not sources:
         left_out = f" ({len(skipped)} bad files left out)" if skipped else ""
         raise LeaderboardError("no results: no lmms-eval *_results.json under "
@@ -117,15 +119,18 @@ def collect(results_dirs: list[Path], zoo: Path | None = None, reported: Path | 
               "zoo": display_path(Path(zoo)) if zoo is not None else None,
               "cards": sorted(c["_file"] for c in cards.values()),
               "reported": display_path(Path(reported)) if reported is not None else None,
-              "repr_rank": sorted(d["_file"] for d in repr_docs)}
+              "repr_rank": sorted(d["_file"] for d in repr_docs), "sweeps": [s["file"] for s in sweeps]}
     if skipped:
         inputs["skipped"] = skipped
-    return build_document(boards, cards, sources, repr_docs, skip_notes + separations + notes, inputs, command)
+    doc = build_document(boards, cards, sources, repr_docs, skip_notes + separations + notes, inputs, command)
+    doc["sweeps"] = sweeps
+    return doc
 
 
 def render_outputs(doc: dict) -> dict[str, bytes]:
     png, svg = plots.scatter_figure(doc)
     repr_png, repr_svg = plots.repr_figure(doc)
+    sweep_png, sweep_svg = plots.sweep_figure(doc)
     return {
         "leaderboard.json": dumps(doc).encode(),
         "schema.json": dumps(SCHEMA).encode(),
@@ -133,6 +138,7 @@ def render_outputs(doc: dict) -> dict[str, bytes]:
         "leaderboard.md": tables.to_markdown(doc).encode(),
         "leaderboard.png": png, "leaderboard.svg": svg,
         "repr_rank.png": repr_png, "repr_rank.svg": repr_svg,
+        "sweeps.png": sweep_png, "sweeps.svg": sweep_svg,
         "index.html": page.render(doc).encode(),
     }
 

@@ -287,5 +287,14 @@ SCHEMA = {
                     "properties": {"metrics": {"type": "object", "additionalProperties": _METRIC},
                                    "pareto": {"type": "boolean"},
                                    "repr_rank": {"type": ["object", "null"]}}}}}}},
+        "sweeps": {"type": "array", "description": "vlm-peft-bench sweep files read (train/sweep.py): a recipe "
+                   "trained at each value of one setting (rank, or lowest intervened layer)",
+                   "items": {"type": "object", "required": [
+                       "file", "recipe", "axis", "axis_label", "task", "base", "seed", "metric", "base_test",
+                       "points"],
+                       "properties": {"axis": {"enum": ["rank", "lowest_layer"]},
+                                      "points": {"type": "array", "items": {"type": "object", "required": [
+                                          "value", "train", "held_out", "test", "ci95", "n", "trainable",
+                                          "fraction"]}}}}},
     },
 }

@@ -151,3 +151,41 @@ def repr_figure(doc: dict) -> tuple[bytes, bytes]:
         if not panels:
             fig.text(0.5, 0.5, "no repr-rank files among the results", ha="center")
         return _save(fig)
+
+
+def sweep_figure(doc: dict) -> tuple[bytes, bytes]:
+    """(PNG, SVG): one panel per sweep, as the VL-ReFT report plots them: test score with its 95% interval,
+    training and held-out score against the swept setting, and the untrained base's test score as a band."""
+    sweeps = doc.get("sweeps", [])
+    with rc_context(STYLE):
+        rows_n, cols_n = _layout(len(sweeps))
+        fig = Figure(figsize=(5.2 * cols_n, 4.2 * rows_n), layout="constrained")
+        for index, sweep in enumerate(sweeps):
+            ax = fig.add_subplot(rows_n, cols_n, index + 1)
+            points = sweep["points"]
+            xs = [p["value"] for p in points]
+            test = [p["test"] for p in points]
+            ax.errorbar(xs, test, yerr=[[p["test"] - p["ci95"][0] for p in points],
+                                        [p["ci95"][1] - p["test"] for p in points]],
+                        color="#1f4e79", marker="o", markersize=4, linewidth=1.4, capsize=3,
+                        label="test (95% interval)")
+            for key, style, label in (("train", "--", "train (items trained on)"), ("held_out", ":", "held-out")):
+                shown = [(p["value"], p[key]) for p in points if p[key] is not None]
+                if shown:
+                    ax.plot([x for x, _ in shown], [y for _, y in shown], linestyle=style, marker=".",
+                            color="#7f7f7f" if key == "train" else "#2ca02c", linewidth=1.1, label=label)
+            base = sweep.get("base_test")
+            if base:
+                ax.axhspan(base["ci95"][0], base["ci95"][1], color="#d62728", alpha=0.08, linewidth=0)
+                ax.axhline(base["value"], color="#d62728", linewidth=1, label="untrained base (test)")
+            ax.set_xticks(xs, [str(x) for x in xs])
+            ax.set_xlabel(sweep["axis_label"] + (f" of {sweep['layers_in_base']}" if sweep["axis"] == "lowest_layer"
+                                                 and sweep.get("layers_in_base") else ""))
+            ax.set_ylabel(sweep["metric"])
+            ax.set_title(f"{sweep['recipe']} on {sweep['task']}: {sweep['metric']} against {sweep['axis_label']}\n"
+                         f"base {sweep['base']}, seed {sweep['seed']}")
+            ax.grid(True, linewidth=0.4, alpha=0.5)
+            ax.legend(loc="best", fontsize=7, framealpha=0.8)
+        if not sweeps:
+            fig.text(0.5, 0.5, "no sweep files among the results (vlm-peft-bench sweep)", ha="center")
+        return _save(fig)

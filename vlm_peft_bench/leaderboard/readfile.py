@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from vlm_peft_bench.leaderboard.problems import RERUN, BadFile
+from vlm_peft_bench.paths import display_path
 
 
 def json_problem(text: str, err: json.JSONDecodeError) -> str:
@@ -53,3 +54,8 @@ def yaml_problem(err) -> str:
     mark = getattr(err, "problem_mark", None)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     return f"not valid YAML ({getattr(err, 'problem', None) or err}{where})"
+
+
+def files_under(dirs: list[Path], pattern: str) -> list[tuple[Path, str]]:
+    """(path, path as shown) of every file matching `pattern` under the folders, each folder's sorted."""
+    return [(path, display_path(path)) for d in dirs if Path(d).is_dir() for path in sorted(Path(d).rglob(pattern))]

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vlm_peft_bench.leaderboard.problems import BadFile
-from vlm_peft_bench.leaderboard.readfile import kind_of, read_json
-from vlm_peft_bench.paths import display_path
+from vlm_peft_bench.leaderboard.readfile import files_under, kind_of, read_json
 from vlm_peft_bench.scoring.spectrum import DOCUMENT_SCHEMA, DOCUMENT_VERSION
 
 SUMMARY_FIELDS = ("effective_rank_ratio", "effective_rank", "hidden_size", "n", "positions", "cumulative")
@@ -33,20 +32,18 @@ def read_repr_files(dirs: list[Path]) -> tuple[list[dict], list]:
     `repr_rank*.json` that cannot be read or has another layout]); JSON files of another schema are ignored."""
     fix = "re-run `vlm-peft-bench repr-rank` for it, or remove the file"
     docs, problems = [], []
-    for d in dirs:
-        for path in sorted(Path(d).rglob("repr_rank*.json")) if Path(d).is_dir() else []:
-            shown = display_path(path)
-            try:
-                data = read_json(path, shown, fix)
-                if not isinstance(data, dict):
-                    raise BadFile(shown, f"holds {kind_of(data)}, not a repr-rank document (an object)", fix)
-                if data.get("schema") != DOCUMENT_SCHEMA:
-                    continue
-                found = check_document(data)
-                if found:
-                    raise BadFile(shown, found[0], fix)
-            except BadFile as err:
-                problems.append(err.problem)
+    for path, shown in files_under(dirs, "repr_rank*.json"):
+        try:
+            data = read_json(path, shown, fix)
+            if not isinstance(data, dict):
+                raise BadFile(shown, f"holds {kind_of(data)}, not a repr-rank document (an object)", fix)
+            if data.get("schema") != DOCUMENT_SCHEMA:
                 continue
-            docs.append({**data, "_file": shown})
+            found = check_document(data)
+            if found:
+                raise BadFile(shown, found[0], fix)
+        except BadFile as err:
+            problems.append(err.problem)
+            continue
+        docs.append({**data, "_file": shown})
     return docs, problems

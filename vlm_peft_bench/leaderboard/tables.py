@@ -117,6 +117,8 @@ def to_markdown(doc: dict) -> str:
               "with measured rows.", "",
               "Definitions:", ""]
     lines += [f"- **{name}**: {text}" for name, text in sorted(doc["definitions"].items())]
+    for sweep in doc.get("sweeps", []):
+        lines += [""] + _sweep_table(sweep)
     if doc["notes"]:
         lines += ["", "Notes:", ""] + [f"- {note}" for note in doc["notes"]]
     return "\n".join(lines) + "\n"
@@ -163,6 +165,26 @@ def _board_table(board: dict, groups: list[dict], rows: list[dict]) -> list[str]
         cells += [row["date"]]
         out.append("| " + " | ".join(cells) + " |")
     return out + [""]
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _sweep_table(sweep: dict) -> list[str]:
+    """One sweep (sweeps.png draws it): the three scores at each value of the swept setting."""
+    base = sweep.get("base_test")
+    out = [f"## Sweep: {sweep['recipe']} on {sweep['task']}, {sweep['metric']} against {sweep['axis_label']}", "",
+           f"Base `{sweep['base']}`, seed {sweep['seed']}; from `{sweep['file']}`"
+           + (f" (`{sweep['command']}`)" if sweep.get("command") else "") + "."
+           + (f" Untrained base on the test split: {base['value']:.3f} ({base['ci95'][0]:.3f}-{base['ci95'][1]:.3f})."
+              if base else ""), "",
+           f"| {sweep['axis'].replace('_', ' ')} | trainable | fraction | train | held-out | test (95% CI) |",
+           "|---:|---:|---:|---:|---:|---:|"]
+    for p in sweep["points"]:
+        out.append(f"| {p['value']} | {count(p['trainable'])} | {percent(p['fraction'])} | {_number(p['train'])} | "
+                   f"{_number(p['held_out'])} | {p['test']:.3f} ({p['ci95'][0]:.3f}-{p['ci95'][1]:.3f}) |")
+    return out
 
 
 def _md(row: dict) -> str:

@@ -16,11 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
 from vlm_peft_bench.adapters.detect import AdapterError
-from vlm_peft_bench.atomic import write_files
 from vlm_peft_bench.errors import OutFolderError
 from vlm_peft_bench.methods.attach import adapter_file_hashes
 from vlm_peft_bench.methods.base import TrainingStage
@@ -30,9 +28,10 @@ from vlm_peft_bench.methods.registry import family
 from vlm_peft_bench.methods.table import method_table, recognise
 from vlm_peft_bench.nanollava.loading import load_nanollava
 from vlm_peft_bench.nanollava.provenance import model_provenance
-from vlm_peft_bench.paths import project_root, tasks_dir, zoo_dir
+from vlm_peft_bench.paths import display_path, zoo_dir
 from vlm_peft_bench.provenance import combined_hash
 from vlm_peft_bench.runner import Runner
+from vlm_peft_bench.train.cards import evaluate_card, write_card
 from vlm_peft_bench.train.data import load_task, parse_where, split_train_validation, subset, task_examples
 
 IGNORE = -100
@@ -156,9 +155,12 @@ def _fit(method: TrainingStage, train_set, processor, settings: dict, accelerato
 
 def train(recipe_name: str, task_name: str, out: Path | str, base: str = "nanollava-tiny", seed: int = 0,
           overrides: dict | None = None, limit: int | None = None, device: str | None = None,
-          evaluate_test: bool = True, card_dir: Path | str | None = "zoo", name_out: bool = False) -> dict:
+          evaluate_test: bool = True, card_dir: Path | str | None = "zoo", name_out: bool = False,
+          score_train: bool = False) -> dict:
     """Train, validate, save to `out` (or, with `name_out`, to adapters_zoo/weights/<card id>), evaluate.
-    The card goes to `card_dir` (default "zoo": `paths.zoo_dir()`; None: no card)."""
+    The card goes to `card_dir` (default "zoo": `paths.zoo_dir()`; None: no card). With `score_train`, the card
+    also holds `train_scores`: the scores on a seeded sample of the items trained on, as many as were held out
+    (the sweeps plot training against held-out accuracy)."""
     card_dir = zoo_dir() if card_dir == "zoo" else card_dir
     out, card_dir = Path(out), (Path(card_dir) if card_dir is not None else None)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -201,17 +203,19 @@ def train(recipe_name: str, task_name: str, out: Path | str, base: str = "nanoll
     if not accelerator.is_main_process:  # the main process validates, saves, evaluates and writes the card
         return {}
     validation = task_scores(task, val_set, predict(method, processor, task, val_set, device))
+    if score_train:
+        seen = random.Random(seed).sample(train_set, min(len(val_set), len(train_set)))
+        train_scores = task_scores(task, seen, predict(method, processor, task, seen, device))
     out.mkdir(parents=True, exist_ok=True)
     method.save(out)
     card = build_card(recipe, task_name, base, seed, overrides, settings, out, losses, train_seconds, validation,
                       len(train_set), len(val_set), device)
-    if evaluate_test:
-        card["test"] = evaluate_with_lmms(task_name, base, out, seed)
-        card["base_test"] = evaluate_with_lmms(task_name, base, None, seed)
-        card["beats_untrained_base_beyond_ci95"] = card["test"]["value"] > card["base_test"]["ci95"][1]
+    if score_train:
+        card["train_scores"] = {k: round(v, 4) for k, v in train_scores.items() if math.isfinite(v)}
+        card["task"]["train_scored"] = f"a seeded sample of {len(seen)} of the items trained on"
+    evaluations = evaluate_card(card, task_name, base, out, seed) if evaluate_test else {}
     if card_dir is not None:
-        card_dir.mkdir(parents=True, exist_ok=True)
-        write_files(card_dir, {f"{card['id']}.yaml": yaml.safe_dump(card, sort_keys=False, width=110).encode()})
+        write_card(card, card_dir, evaluations)
     return card
 
 
@@ -234,11 +238,12 @@ def build_card(recipe, task_name, base, seed, overrides, settings, out, losses, 
         "training": {"seconds": round(seconds, 1), "steps": len(losses), "device": device,
                      "final_loss_mean_last_50": round(float(np.mean(losses[-50:])), 4) if losses else None,
                      **{k: settings[k] for k in ("lr", "epochs", "batch_size", "weight_decay") if k in settings}},
-        "validation": {k: round(v, 4) for k, v in validation.items()},
+        # a score a subset cannot define (CV-Bench's combined score of 2D items only) is left out, not NaN
+        "validation": {k: round(v, 4) for k, v in validation.items() if math.isfinite(v)},
         "files_sha256": (files := adapter_file_hashes(out)),
         "adapter_hash": combined_hash(files),
         "license": "Apache-2.0",
-        "weights": _display_path(out),
+        "weights": display_path(out),
         "versions": base_info["versions"],
     }
 
@@ -256,35 +261,3 @@ def _settings(recipe: Recipe, overrides: dict) -> dict:
     """The training settings the recipe file gives (and only those: the card records them), with --lr / --epochs."""
     settings = {k: v for k, v in dataclasses.asdict(recipe.train).items() if k in recipe.train_keys}
     return dict(settings, **{k: overrides[k] for k in ("lr", "epochs") if k in overrides})
-
-
-def evaluate_with_lmms(task_name: str, base: str, adapter: Path | None, seed: int, bootstrap: int = 1000) -> dict:
-    """Score on the test split through lmms-eval's evaluator (as `lmms_eval --model vlreft` does), with a 95% CI."""
-    from lmms_eval.evaluator import simple_evaluate
-    from lmms_eval.tasks import TaskManager
-
-    model_args = f"pretrained={base}" + (f",adapter={_display_path(adapter)}" if adapter else "")
-    results = simple_evaluate(model="vlreft", model_args=model_args, tasks=[task_name], batch_size=8,
-                              log_samples=True, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
-                              task_manager=TaskManager("ERROR", include_path=[str(tasks_dir())]))
-    scores = {k.split(",")[0]: float(v) for k, v in results["results"][task_name].items()
-              if k.endswith(",none") and "stderr" not in k and isinstance(v, (int, float))}
-    task = load_task(task_name)
-    headline = task.config.metric_list[0]["metric"]
-    aggregate = task.aggregation()[headline]
-    records = [s[headline] for s in results["samples"][task_name]]
-    rng = np.random.default_rng(seed)
-    draws = [aggregate([records[i] for i in rng.integers(0, len(records), len(records))]) for _ in range(bootstrap)]
-    low, high = np.percentile(draws, [2.5, 97.5])
-    parsed = [r.get("parsed") for r in records if isinstance(r, dict) and "parsed" in r]
-    answers = {str(k): parsed.count(k) for k in sorted(set(parsed), key=str)} if parsed else None
-    return {"metric": headline, "value": round(scores[headline], 4), "ci95": [round(float(low), 4),
-            round(float(high), 4)], "n": len(records), "scores": {k: round(v, 4) for k, v in scores.items()},
-            "answers_given": answers,
-            "command": f"lmms_eval --model vlreft --model_args {model_args} --tasks {task_name} --batch_size 8"}
-
-
-def _display_path(path: Path) -> str:
-    """Paths inside the repository are written relative to its root (cards must not name one machine)."""
-    root, resolved = project_root(), Path(path).resolve()
-    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)

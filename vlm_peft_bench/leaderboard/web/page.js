@@ -219,6 +219,73 @@ function renderRepr(g) {
   });
 }
 
+// One chart and table per sweep file (vlm-peft-bench sweep): test score with its 95% interval, training and
+// held-out score, against the swept setting; the untrained base's test score as a line.
+function renderSweeps() {
+  const box = document.getElementById("sweeps");
+  const sweeps = DATA.sweeps || [];
+  if (!sweeps.length) { return; }
+  box.appendChild(el("h2", {}, "Sweeps"));
+  sweeps.forEach((s, n) => {
+    const wrap = el("div", {class: "sweep", "data-sweep": s.file});
+    wrap.appendChild(el("h3", {}, s.recipe + " on " + s.task + ": " + s.metric + " against " + s.axis_label));
+    const svg = el("svg:svg", {width: 760, height: 300, role: "img", id: "sweep-" + n,
+                               "aria-label": s.metric + " against " + s.axis_label});
+    const W = 760, H = 300, L = 50, R = 170, T = 10, B = 40, pts = s.points;
+    const ys = pts.flatMap(p => [p.ci95[0], p.ci95[1], p.train, p.held_out]).concat(
+      s.base_test ? [s.base_test.value] : []).filter(v => v !== null && v !== undefined);
+    const lo = Math.max(0, Math.floor(Math.min(...ys) * 20) / 20), hi = Math.min(1, Math.ceil(Math.max(...ys) * 20) / 20);
+    const xs = pts.map(p => p.value), x0 = Math.min(...xs), x1 = Math.max(...xs);
+    const sx = x => L + (x1 === x0 ? 0.5 : (x - x0) / (x1 - x0)) * (W - L - R);
+    const sy = y => T + (1 - (y - lo) / ((hi - lo) || 1)) * (H - T - B);
+    svg.appendChild(el("svg:line", {x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#444"}));
+    svg.appendChild(el("svg:line", {x1: L, y1: T, x2: L, y2: H - B, stroke: "#444"}));
+    for (const x of xs) { svg.appendChild(el("svg:text", {x: sx(x), y: H - B + 16, "text-anchor": "middle"}, String(x))); }
+    for (let i = 0; i <= 4; i++) {
+      const y = lo + (hi - lo) * i / 4;
+      svg.appendChild(el("svg:text", {x: L - 6, y: sy(y) + 4, "text-anchor": "end"}, y.toFixed(2)));
+    }
+    svg.appendChild(el("svg:text", {x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle"}, s.axis_label));
+    if (s.base_test) {
+      svg.appendChild(el("svg:line", {x1: L, x2: W - R, y1: sy(s.base_test.value), y2: sy(s.base_test.value),
+                                      stroke: "#d62728", class: "base"}));
+    }
+    const lines = [["test", "#1f4e79", ""], ["train", "#7f7f7f", "6 3"], ["held_out", "#2ca02c", "2 3"]];
+    lines.forEach(([key, c, dash], i) => {
+      const shown = pts.filter(p => p[key] !== null && p[key] !== undefined);
+      svg.appendChild(el("svg:polyline", {points: shown.map(p => sx(p.value) + "," + sy(p[key])).join(" "),
+        fill: "none", stroke: c, "stroke-width": 1.5, "stroke-dasharray": dash, class: "line-" + key}));
+      svg.appendChild(el("svg:text", {x: W - R + 8, y: T + 14 + 16 * i, fill: c},
+        {test: "test (95% interval)", train: "train", held_out: "held-out"}[key]));
+    });
+    if (s.base_test) { svg.appendChild(el("svg:text", {x: W - R + 8, y: T + 14 + 48, fill: "#d62728"}, "untrained base")); }
+    for (const p of pts) {
+      svg.appendChild(el("svg:line", {x1: sx(p.value), x2: sx(p.value), y1: sy(p.ci95[0]), y2: sy(p.ci95[1]),
+                                      stroke: "#1f4e79", opacity: 0.6}));
+      const dot = el("svg:circle", {cx: sx(p.value), cy: sy(p.test), r: 4, fill: "#1f4e79", class: "point"});
+      dot.appendChild(el("svg:title", {}, s.axis.replace("_", " ") + " " + p.value + ": test " + num(p.test) + " (" +
+        num(p.ci95[0]) + "-" + num(p.ci95[1]) + "), train " + num(p.train) + ", held-out " + num(p.held_out) +
+        ", " + count(p.trainable) + " trainable (" + pct(p.fraction) + ")"));
+      svg.appendChild(dot);
+    }
+    wrap.appendChild(svg);
+    const table = el("table", {class: "sweep-table"});
+    const head = el("tr");
+    for (const h of [s.axis.replace("_", " "), "trainable", "fraction", "train", "held-out", "test (95% CI)"]) { head.appendChild(el("th", {}, h)); }
+    table.appendChild(head);
+    for (const p of pts) {
+      const tr = el("tr");
+      for (const v of [String(p.value), count(p.trainable), pct(p.fraction), num(p.train), num(p.held_out),
+                       num(p.test) + " (" + num(p.ci95[0]) + "-" + num(p.ci95[1]) + ")"]) { tr.appendChild(el("td", {}, v)); }
+      table.appendChild(tr);
+    }
+    wrap.appendChild(table);
+    wrap.appendChild(el("p", {class: "sub"}, "Base " + s.base + ", seed " + s.seed + (s.base_test ? "; untrained base on the test split " +
+      num(s.base_test.value) + " (" + num(s.base_test.ci95[0]) + "-" + num(s.base_test.ci95[1]) + ")" : "") + ". From " + s.file + "."));
+    box.appendChild(wrap);
+  });
+}
+
 function renderMeta(g) {
   const b = BOARDS[g.board];
   const meta = document.getElementById("meta");
@@ -256,6 +323,7 @@ function setup() {
   for (const [k, v] of Object.entries(DATA.definitions).sort()) { document.getElementById("defs").appendChild(el("li", {}, k + ": " + v)); }
   for (const n of DATA.notes) { document.getElementById("notes").appendChild(el("li", {}, n)); }
   if (!DATA.notes.length) { document.getElementById("notes").appendChild(el("li", {}, "none")); }
+  renderSweeps();
   render();
   document.body.setAttribute("data-ready", "1");
 }
