@@ -59,7 +59,7 @@ def test_every_exception_class_in_the_package_derives_from_the_base():
 
     exceptions = {name for name in classes if is_exception(name)}
     assert {"AdapterError", "AnswerLogError", "BadSampleError", "DatasetError", "LayoutError", "CheckpointError",
-            "SpiceUnavailableError", "UnscorableLog", "LeaderboardError", "BadFile", "BadInputs", "BrowserError",
+            "SpiceUnavailableError", "UnscorableLog", "LeaderboardError", "BadFile", "BadInputs",
             "OutFolderError", "EvaluationError"} <= exceptions  # the scan sees them all
     carriers = {name for name in exceptions if classes[name] == ["BaseException"]}
     assert carriers == CARRIERS
@@ -71,7 +71,6 @@ def test_every_exception_class_in_the_package_derives_from_the_base():
 @pytest.mark.parametrize("module, name, builtin", [
     ("vlm_peft_bench.adapters.detect", "AdapterError", ValueError),
     ("vlm_peft_bench.leaderboard", "LeaderboardError", ValueError),
-    ("vlm_peft_bench.leaderboard.browser", "BrowserError", RuntimeError),
     ("vlm_peft_bench.scoring.spice", "SpiceUnavailableError", RuntimeError),
     ("vlm_peft_bench.errors", "OutFolderError", FileExistsError),
 ])

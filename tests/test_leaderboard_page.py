@@ -1,20 +1,21 @@
-"""index.html in a real headless Chromium (Debian's `chromium`, background networking off), opened from a file:
+"""index.html in a real headless Chromium (Debian's `chromium`, driven by Playwright, background networking off),
+opened from a file:
 it renders, shows one table row and one plot point per row of the selected group, sorts, filters, switches
 task, marks reported rows, and makes no request beyond the file itself."""
 
 import pytest
 
-from vlm_peft_bench.leaderboard.browser import Chromium, find_chromium
 from vlm_peft_bench.leaderboard.build import build
 
 from .conftest import REPO
+from .page_browser import chromium, why_not
 from .test_leaderboard_factory import standard_inputs, write_run
 from .test_leaderboard_sweeps import POINTS, write_sweep
 
-CHROMIUM = find_chromium()
-if CHROMIUM is None:
-    print("test_leaderboard_page: skipped, no Chromium on PATH (apt-get install chromium)")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on PATH (apt-get install chromium)")
+SKIP = why_not()
+if SKIP:
+    print(f"test_leaderboard_page: skipped, {SKIP}")
+pytestmark = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
 
 COUNTS = "[" + ", ".join(f"document.querySelectorAll('{s}').length" for s in (
     "#board tbody tr", "#plot circle.point", "#plot circle.point > title", "#plot path.frontier")) + "]"
@@ -28,15 +29,21 @@ def click(key: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def open_tab():
+    """One browser for the module (Playwright's synchronous API runs one at a time)."""
+    with chromium() as opener:
+        yield opener
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory, open_tab):
     root = tmp_path_factory.mktemp("page")
     results, zoo = standard_inputs(root, tasks=("cvbench_mini", "vqa_v2_mini"))
     write_run(results / "odd", "20260701_000000", adapter="<em onclick=x>odd&co", task="vqa_v2_mini")  # needs escaping
     write_sweep(results / "sweeps", "rank")
     out = root / "site"
     doc = build([results], out, zoo=zoo, reported=REPO / "leaderboard" / "reported.yaml")
-    with Chromium(CHROMIUM) as browser:
-        yield browser.open((out / "index.html").as_uri()), doc
+    yield open_tab((out / "index.html").as_uri()), doc
 
 
 def test_page_renders_one_row_and_one_point_per_adapter(page):
@@ -132,21 +139,20 @@ COMMITTED = REPO / "leaderboard" / "index.html"
 
 
 @pytest.mark.skipif(not COMMITTED.is_file(), reason="no committed leaderboard yet")
-def test_committed_page_shows_one_row_and_one_point_per_zoo_adapter():
+def test_committed_page_shows_one_row_and_one_point_per_zoo_adapter(open_tab):
     import json
 
     doc = json.loads((REPO / "leaderboard" / "leaderboard.json").read_text())
     cards = sorted(p.stem for p in (REPO / "adapters_zoo").glob("*.yaml"))
-    with Chromium(CHROMIUM) as browser:
-        tab = browser.open(COMMITTED.as_uri())
-        for group in (g for g in doc["groups"] if g["kind"] == "measured"):
-            tab.evaluate(SELECT.format(group["id"]))
-            rows, points, titles, frontiers = tab.evaluate(COUNTS)
-            assert rows == points == titles == len(cards) + 1 and frontiers == 1, group["label"]
-            assert sorted(tab.evaluate(COLUMN.format(key="adapter"))) == sorted([*cards, "untrained base"])
-            with_repr = sum(bool(r["cells"].get(group["id"], {}).get("repr_rank")) for r in doc["rows"])
-            assert tab.evaluate("document.querySelectorAll('#reprplot polyline.curve').length") == with_repr
-        assert any(r["cells"][g]["repr_rank"] for r in doc["rows"] for g in r["cells"])  # the curves are shown
-        sweeps, points = tab.evaluate(SWEEP_COUNTS)[:2]
-        assert sweeps == len(doc["sweeps"]) and points == sum(len(s["points"]) for s in doc["sweeps"])
-        assert len(tab.requests()) == 1 and tab.console_errors() == []
+    tab = open_tab(COMMITTED.as_uri())
+    for group in (g for g in doc["groups"] if g["kind"] == "measured"):
+        tab.evaluate(SELECT.format(group["id"]))
+        rows, points, titles, frontiers = tab.evaluate(COUNTS)
+        assert rows == points == titles == len(cards) + 1 and frontiers == 1, group["label"]
+        assert sorted(tab.evaluate(COLUMN.format(key="adapter"))) == sorted([*cards, "untrained base"])
+        with_repr = sum(bool(r["cells"].get(group["id"], {}).get("repr_rank")) for r in doc["rows"])
+        assert tab.evaluate("document.querySelectorAll('#reprplot polyline.curve').length") == with_repr
+    assert any(r["cells"][g]["repr_rank"] for r in doc["rows"] for g in r["cells"])  # the curves are shown
+    sweeps, points = tab.evaluate(SWEEP_COUNTS)[:2]
+    assert sweeps == len(doc["sweeps"]) and points == sum(len(s["points"]) for s in doc["sweeps"])
+    assert len(tab.requests()) == 1 and tab.console_errors() == []

@@ -1,8 +1,9 @@
 """The leaderboard: accuracy against trainable-parameter fraction, from lmms-eval results and adapter cards.
 
 `vlm-peft-bench leaderboard build` reads lmms-eval results files (with their sample logs where present), the
-adapters zoo's cards, published numbers from a YAML file and `repr-rank` files, and writes leaderboard.json,
-.csv, .md, the plots and a self-contained index.html. Modules, one job each:
+adapters zoo's cards, published numbers from a YAML file, `repr-rank` files and sweep files, and writes
+leaderboard.json, .csv, .md, the plots and a self-contained index.html (which no module here opens: the page test
+drives a browser with Playwright). Modules, one job each:
 
     tasks      which metric heads each task's column (one table entry per task family)
     readfile   one JSON file read, or exactly why not (truncated, empty, not JSON, not UTF-8)
@@ -17,11 +18,11 @@ adapters zoo's cards, published numbers from a YAML file and `repr-rank` files, 
     reported   published rows from a YAML file
     pareto     the Pareto frontier (lower fraction, higher score)
     repr_rank  repr-rank documents (`vlm-peft-bench repr-rank`, vlm_peft_bench/measure/) read and checked
+    sweeps     sweep files (`vlm-peft-bench sweep`, vlm_peft_bench/train/sweep.py) read and checked
     document   the leaderboard document (leaderboard.json) and its schema
     tables     leaderboard.csv and leaderboard.md
-    plots      the scatter and repr-rank plots (PNG, SVG; byte-stable)
+    plots      the scatter, repr-rank and sweep plots (PNG, SVG; byte-stable)
     page       index.html (inline CSS, JS and data)
-    browser    headless Chromium over the DevTools pipe (for checking the page)
     build      reads the inputs and writes every output
 
 It only reads files, plus the method registry's plain table (`vlm_peft_bench.methods.table`: names, colours); it

@@ -25,6 +25,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import jsonlines
+
 from vlm_peft_bench.leaderboard.problems import BadFile
 from vlm_peft_bench.leaderboard.readfile import kind_of
 
@@ -55,14 +57,23 @@ def _lines(path: Path, shown: str) -> tuple[list[tuple[int, bytes]], bool]:
     return lines, cut
 
 
-def _parse(line: bytes):
-    """(record, None) or (None, why the line is not JSON)."""
-    try:
-        return json.loads(line.decode("utf-8")), None
-    except UnicodeDecodeError as err:
-        return None, f"not UTF-8 (byte 0x{line[err.start]:02x} at column {err.start + 1})"
-    except json.JSONDecodeError as err:
-        return None, f"not JSON ({err.msg} at column {err.colno})"
+def _parsed(lines: list[tuple[int, bytes]]) -> list[tuple[int, object, str | None]]:
+    """(line number, record, None) or (line number, None, why it is not JSON) for each line, read by jsonlines."""
+    reader = jsonlines.Reader(line for _, line in lines)
+    out = []
+    for number, _ in lines:
+        try:
+            out.append((number, reader.read(allow_none=True), None))
+        except jsonlines.InvalidLineError as err:
+            cause = err.__cause__
+            if isinstance(cause, UnicodeDecodeError):
+                why = f"not UTF-8 (byte 0x{err.line[cause.start]:02x} at column {cause.start + 1})"
+            elif isinstance(cause, json.JSONDecodeError):
+                why = f"not JSON ({cause.msg} at column {cause.colno})"
+            else:
+                why = f"not JSON ({err})"
+            out.append((number, None, why))
+    return out
 
 
 def read_samples(path: Path, shown: str | None = None, expected: int | None = None) -> SampleLog:
@@ -72,8 +83,7 @@ def read_samples(path: Path, shown: str | None = None, expected: int | None = No
     shown = shown or path.as_posix()
     lines, early_end = _lines(path, shown)
     records, seen, bad, cut_line = [], {}, [], None
-    for index, (number, line) in enumerate(lines):
-        record, why = _parse(line)
+    for index, (number, record, why) in enumerate(_parsed(lines)):
         if why is not None:
             if index == len(lines) - 1:
                 cut_line = (number, why)  # the last line: an interrupted append

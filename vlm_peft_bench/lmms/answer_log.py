@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonlines
 from loguru import logger
 
 from vlm_peft_bench.errors import VlmPeftBenchError
@@ -64,6 +65,11 @@ class Answer:
     def record(self) -> dict:
         return {"key": self.key, "type": self.type, "task": self.task, "doc_id": self.doc_id,
                 "answer": self.answer, "failure": self.failure}
+
+
+def _dumps(value: dict) -> str:
+    """One line of the log (header or answer): keys sorted, text as written, anything else as str."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def fingerprint(identity: dict) -> str:
@@ -111,40 +117,40 @@ class AnswerLog:
             self.folder.mkdir(parents=True, exist_ok=True)
             new = not self.path.exists() or self.path.stat().st_size == 0
             self._file = open(self.path, "a", encoding="utf-8")
+            self._writer = jsonlines.Writer(self._file, dumps=_dumps)
             if new:
-                header = {"schema": SCHEMA, "version": VERSION, "model": self.identity}
-                self._file.write(json.dumps(header, sort_keys=True, default=str) + "\n")
+                self._writer.write({"schema": SCHEMA, "version": VERSION, "model": self.identity})
         for answer in answers:
-            self._file.write(json.dumps(answer.record(), ensure_ascii=False) + "\n")
+            self._writer.write(answer.record())
             self.answers[answer.key] = answer
         self._file.flush()
         os.fsync(self._file.fileno())
 
     def close(self) -> None:
         if self._file is not None:
+            self._writer.close()  # leaves the file to us (jsonlines closes only files it opened)
             self._file.close()
             self._file = None
 
     def _read(self, path: Path) -> None:
-        text = path.read_text(encoding="utf-8", errors="replace")
-        lines = text.split("\n")
-        partial_tail = not text.endswith("\n") and text != ""
+        data = path.read_bytes()
+        lines = data.split(b"\n")
+        partial_tail = not data.endswith(b"\n") and data != b""
+        reader = jsonlines.Reader(lines)
         for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            last = number == len(lines)
             try:
-                record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise ValueError("not a JSON object")
-            except ValueError as err:
-                if last and partial_tail:  # the line being written when the run was killed
+                record = reader.read(type=dict)  # this line, as jsonlines parses it
+            except jsonlines.InvalidLineError as err:
+                if not line.strip():
+                    continue
+                if number == len(lines) and partial_tail:  # the line being written when the run was killed
                     self.dropped_partial += 1
                     logger.warning(f"vlreft: {path}: line {number} is incomplete (the run was stopped while "
                                    "writing it); that one answer will be generated again")
                     continue
+                why = err.__cause__ or "not a JSON object"
                 raise AnswerLogError(
-                    f"{path}, line {number}: not a valid answer record ({err}). The file is damaged; move it "
+                    f"{path}, line {number}: not a valid answer record ({why}). The file is damaged; move it "
                     "away to start this model's answers afresh, or restore it from a copy"
                 ) from err
             if number == 1:
@@ -210,17 +216,18 @@ def run_settings(answer_log: str | None = None) -> RunSettings:
 
 def record_failures(path: Path, failures: Iterable[Answer]) -> None:
     """Append failed answers to `path`, one answer record per line (as in the answer log)."""
-    lines = [json.dumps(answer.record(), ensure_ascii=False) + "\n" for answer in failures]
-    if lines:
-        with open(path, "a", encoding="utf-8") as f:
-            f.writelines(lines)
+    failures = list(failures)
+    if failures:
+        with jsonlines.open(path, mode="a", dumps=_dumps) as writer:
+            writer.write_all(answer.record() for answer in failures)
 
 
 def read_failures(path: Path) -> list[Answer]:
     """The failed answers `record_failures` wrote to `path` ([] when it wrote none)."""
     if not path.is_file():
         return []
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    with jsonlines.open(path) as reader:
+        records = list(reader.iter(type=dict, skip_empty=True))
     return [Answer(r["key"], r["type"], r["task"], r["doc_id"], r["answer"], r["failure"]) for r in records]
 
 
