@@ -18,7 +18,7 @@ if SKIP:
 pytestmark = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
 
 COUNTS = "[" + ", ".join(f"document.querySelectorAll('{s}').length" for s in (
-    "#board tbody tr", "#plot circle.point", "#plot circle.point > title", "#plot path.frontier")) + "]"
+    "#board tbody tr", "#plot .point", "#plot .point > title", "#plot path.frontier")) + "]"
 COLUMN = "[...document.querySelectorAll('#board tbody td[data-key=\"{key}\"]')].map(td => td.textContent)"
 SELECT = "{{ const s = document.querySelector('#task'); s.value = '{}'; s.dispatchEvent(new Event('change')); }}"
 ROW_IDS = "[...document.querySelectorAll('#board tbody tr')].map(tr => tr.dataset.row)"
@@ -150,6 +150,8 @@ def test_committed_page_shows_one_row_and_one_point_per_zoo_adapter(open_tab):
         rows, points, titles, frontiers = tab.evaluate(COUNTS)
         assert rows == points == titles == len(cards) + 1 and frontiers == 1, group["label"]
         assert sorted(tab.evaluate(COLUMN.format(key="adapter"))) == sorted([*cards, "untrained base"])
+        steering = sum(bool(r.get("params", {}).get("derived")) for r in doc["rows"] if group["id"] in r["cells"])
+        assert steering and tab.evaluate("document.querySelectorAll('#plot rect.point.derived').length") == steering
         with_repr = sum(bool(r["cells"].get(group["id"], {}).get("repr_rank")) for r in doc["rows"])
         assert tab.evaluate("document.querySelectorAll('#reprplot polyline.curve').length") == with_repr
     assert any(r["cells"][g]["repr_rank"] for r in doc["rows"] for g in r["cells"])  # the curves are shown

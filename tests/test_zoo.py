@@ -77,8 +77,13 @@ def check_reproduced(name: str, expected: dict, data: dict, answers: list, limit
 
 
 def test_zoo_has_a_card_per_reference_recipe():
-    recipes = {yaml.safe_load(c.read_text())["recipe"] for c in CARDS}
+    cards = [yaml.safe_load(c.read_text()) for c in CARDS]
+    recipes = {c["recipe"] for c in cards if "recipe" in c}
     assert {"reft-r4-all", "lora-r8", "dora-r8", "full-ft", "prefix-16", "pt-lora"} <= recipes
+    # every other card says how its adapter was made (build_derived.sh: steering vectors, combinations)
+    derived = [c for c in cards if "recipe" not in c]
+    assert {c["method"] for c in derived} >= {"shift", "icv", "lora"}
+    assert all(c["derivation"]["file"] in ("steering.json", "combination.json", "composition.json") for c in derived)
 
 
 @pytest.mark.slow
