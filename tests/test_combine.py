@@ -2,6 +2,7 @@
 against weights merged by hand from each parent alone; what it refuses, and what it records."""
 
 import json
+import tempfile
 
 import pytest
 import torch
@@ -44,9 +45,13 @@ def parents(tmp_path_factory):
     return [folder / "a", ZOO_LORA]  # the zoo's was saved under another stack's names on one of the two stacks
 
 
-def test_the_combination_is_the_weighted_sum_of_updates(parents, tmp_path):
+def test_the_combination_is_the_weighted_sum_of_updates(parents, tmp_path, monkeypatch):
     weights = [0.5, -0.75]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     out = combine([str(p) for p in parents], weights, tmp_path / "combined")
+    assert list(scratch.iterdir()) == []  # peft's work folder is gone
     loaded = base()
     batch = loaded.processor(["How many squares are there?"], [Image.new("RGB", (64, 64), "teal")])
     expected_model = base().model

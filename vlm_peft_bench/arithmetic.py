@@ -70,9 +70,7 @@ def combine(parents: list[str], weights: list[float], out: Path | str, base: str
                   "how": "sum of edits: h + sum_i w_i (f_i(h) - h), each parent at its own positions"}
         (temp / COMPOSITION_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     else:
-        combined = _combined_lora(parents, weights, base)
-        shutil.copytree(combined, temp)
-        shutil.rmtree(combined.parent, ignore_errors=True)
+        _combined_lora(parents, weights, base, temp)
         record = {"parents": parents_record, "weights": weights, "combination_type": COMBINATION_TYPE, "base": base,
                   "how": "peft add_weighted_adapter (cat): update = sum of weight x parent update, checked"}
         (temp / COMBINATION_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -82,9 +80,8 @@ def combine(parents: list[str], weights: list[float], out: Path | str, base: str
     return out
 
 
-def _combined_lora(parents: list[str], weights: list[float], base: str) -> Path:
-    """The combined adapter saved by peft into a temporary folder (returned; its parent is the caller's to
-    remove)."""
+def _combined_lora(parents: list[str], weights: list[float], base: str, into: Path) -> None:
+    """Save the combined adapter, as peft writes it, to `into`; the work folder is removed whatever happens."""
     from peft import PeftModel
 
     from vlm_peft_bench.nanollava.loading import load_nanollava
@@ -106,13 +103,13 @@ def _combined_lora(parents: list[str], weights: list[float], base: str) -> Path:
         peft_model.add_weighted_adapter(names, weights, "combined", combination_type=COMBINATION_TYPE)
         check_sum(peft_model, names, weights)
         peft_model.save_pretrained(str(work / "saved"), selected_adapters=["combined"], save_embedding_layers=False)
+        shutil.copytree(work / "saved" / "combined", into)
     except AdapterError:
-        shutil.rmtree(work, ignore_errors=True)
         raise
     except Exception as err:
-        shutil.rmtree(work, ignore_errors=True)
         raise AdapterError(f"peft could not combine {', '.join(parents)} ({type(err).__name__}: {err})") from err
-    return work / "saved" / "combined"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def check_sum(peft_model, names: list[str], weights: list[float]) -> None:
