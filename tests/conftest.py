@@ -38,7 +38,7 @@ def make_model(mini_test):
     return make
 
 
-# Two CPU processes, as the README documents them. `accelerate launch --cpu --num_processes 2` starts only ONE
+# Two CPU processes, as docs/scale.md documents them. `accelerate launch --cpu --num_processes 2` starts only ONE
 # process (its CPU path is the simple launcher); torchrun starts two and sets RANK / WORLD_SIZE, which lmms-eval
 # reads, and ACCELERATE_USE_CPU makes accelerate build a gloo process group from them (DDP training needs it).
 def two_process_command(*args: str) -> list[str]:

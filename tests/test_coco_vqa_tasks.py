@@ -248,7 +248,7 @@ def test_spice_is_a_value_or_an_explicit_note(monkeypatch, spice):
         assert kept == {"SPICE": {r["id"]: 0.25 for r in records}}
     else:  # a short note that says so and where to look; no per-item scores are kept for a note
         assert isinstance(value, str) and value.startswith("SPICE unavailable: ") and len(value) <= 130
-        assert value.endswith("(see README: SPICE)")
+        assert value.endswith("(see docs/tasks.md: SPICE)")
         assert kept == {}
 
 

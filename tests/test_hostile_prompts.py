@@ -80,7 +80,7 @@ def test_special_tokens_in_the_question_stay_text(make_model, mini_test, injecte
 
 def test_context_limit_is_where_the_documentation_puts_it(make_model, mini_test):
     """A prompt one token shorter than the context is generated; one that fills it is refused, answered with the
-    empty string and recorded, its batch neighbour unaffected (README, "Per-sample failures")."""
+    empty string and recorded, its batch neighbour unaffected (docs/troubleshooting.md, "Per-sample failures")."""
     model = make_model(batch_size=2)
     image = mini_test[0]["image"].convert("RGB")
 

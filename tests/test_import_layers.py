@@ -1,8 +1,8 @@
-"""Imports go one way (README, "Layout"): every import of the project's own modules, function-local ones included,
-read with `ast` and mapped to its layer. A module may import its own package and lower layers (and another package
-of its own layer, as long as no cycle results); the leaderboard only reads files and the method registry's plain
-table, and reaches no module that imports a model or adapter library; only tests import the build scripts; no two
-packages, and no two modules, import each other."""
+"""Imports go one way (docs/design.md, "Layers"): every import of the project's own modules, function-local ones
+included, read with `ast` and mapped to its layer. A module may import its own package and lower layers (and another
+package of its own layer, as long as no cycle results); the leaderboard only reads files and the method registry's
+plain table, and reaches no module that imports a model or adapter library; only tests import the build scripts; no
+two packages, and no two modules, import each other."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .conftest import REPO
 
-# Bottom to top, as the README's "Layout" lists them. A unit is a package (its modules included) or one module.
+# Bottom to top, as docs/design.md's "Layers" lists them. A unit is a package (its modules included) or one module.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("utilities", ("vlm_peft_bench", "vlm_peft_bench.errors", "vlm_peft_bench.paths", "vlm_peft_bench.atomic",
                    "vlm_peft_bench.quiet", "vlm_peft_bench.provenance")),
@@ -121,7 +121,7 @@ def check_imports(root: Path, layers=LAYERS) -> list[str]:
     for module in files:
         if unit_of(module, layers) is None:
             problems.append(f"{where[module]}: module {module} is in no layer: place its package in LAYERS "
-                            "(tests/test_import_layers.py) and the README's layer list")
+                            "(tests/test_import_layers.py) and docs/design.md's layer list")
     ours = [(m, line, target) for m, line, target in edges if _is_ours(target, layers)]
     for module, line, target in ours:
         source, dest = unit_of(module, layers), unit_of(target, layers)
@@ -194,7 +194,7 @@ def _cycle_problems(ours, where, layers) -> list[str]:
 
 def test_the_project_imports_in_one_direction():
     problems = check_imports(REPO)
-    assert not problems, "imports against the layers (README, Layout):\n" + "\n".join(problems)
+    assert not problems, "imports against the layers (docs/design.md, Layers):\n" + "\n".join(problems)
 
 
 def test_every_package_of_the_project_is_placed_in_a_layer():

@@ -52,7 +52,7 @@ def write_run(folder: Path, stamp: str, task: str = "cvbench_mini", adapter: str
         logged = [{"vqa_accuracy": v, "vqa_accuracy_other": {"accuracy": v}} for v in values]
     else:  # captions: corpus metrics, SPICE unavailable
         scores = {"Bleu_4": 0.1 * accuracy, "METEOR": 0.2, "ROUGE_L": 0.4, "CIDEr": accuracy,
-                  "SPICE": "SPICE unavailable: Stanford CoreNLP 3.6.0 not found (see README: SPICE)"}
+                  "SPICE": "SPICE unavailable: Stanford CoreNLP 3.6.0 not found (see docs/tasks.md: SPICE)"}
         logged = [{"CIDEr": {"id": str(i)}} for i in range(n)]
         if spice is not None:
             scores["SPICE"] = sum(spice) / len(spice)

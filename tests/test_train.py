@@ -84,7 +84,7 @@ def test_out_folder_holding_another_adapter_format_is_refused_before_training(tm
 
 @pytest.mark.slow
 def test_two_processes_train_with_ddp_each_on_half_the_data(tmp_path):
-    """The README's multi-process form (torchrun + ACCELERATE_USE_CPU: gloo on CPUs): each process takes half of
+    """The multi-process form in docs/scale.md (torchrun + ACCELERATE_USE_CPU: gloo on CPUs): each process takes half of
     the items, so a 12-item run takes 6 steps, and the main process saves a working adapter and its card."""
     import os
     import subprocess

@@ -7,8 +7,8 @@ stderr (library notices, progress), and only the document is written to the real
 An expected failure (bad input, an unusable adapter, model or results file, an output folder in the way) prints
 `vlm-peft-bench <command>: <reason>` on stderr and exits with status 2; any other error keeps its traceback.
 
-This module is the top of the import layers (README, "Layout"): it wires every command to its layer. Each command
-imports its layer when it runs, so that `--version`, `--help` and `tasks-path` never import torch (and
+This module is the top of the import layers (docs/design.md, "Layers"): it wires every command to its layer. Each
+command imports its layer when it runs, so that `--version`, `--help` and `tasks-path` never import torch (and
 `leaderboard build` never imports a model).
 """
 

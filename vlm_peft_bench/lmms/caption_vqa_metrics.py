@@ -78,7 +78,7 @@ def _score_captions(predictions: dict[str, str], references: dict[str, list[str]
 
     SPICE needs Stanford CoreNLP 3.6.0 jars that may be absent; `caption_scores` then leaves SPICE out and
     `spice_status()` says why and what to do. The SPICE metric's value is then a short note string
-    ("SPICE unavailable: Stanford CoreNLP 3.6.0 not found (see README: SPICE)"), which lmms-eval writes into the
+    ("SPICE unavailable: Stanford CoreNLP 3.6.0 not found (see docs/tasks.md: SPICE)"), which lmms-eval writes into the
     results JSON and prints in its table as it is; the full reason goes to the log (and, through our `lmms_eval`,
     into the results file's `vlm_peft_bench.notes`). A non-finite SPICE score is reported the same way.
     """
@@ -100,7 +100,7 @@ def spice_note(reason: str, limit: int = 100) -> str:
     head = reason.split(" (", 1)[0].split(". ", 1)[0].rstrip(".")
     if len(head) > limit:
         head = head[: limit - 3] + "..."
-    return f"{head} (see README: SPICE)"
+    return f"{head} (see docs/tasks.md: SPICE)"
 
 
 def corpus_caption_scores(records: list[dict]) -> dict[str, float | str]:
