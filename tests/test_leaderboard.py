@@ -235,6 +235,23 @@ def test_rebuild_is_byte_identical_and_writes_every_output(tmp_path):
     assert ' src="' not in html and "<link" not in html and "@import" not in html
 
 
+def test_plot_labels_name_the_adapter_where_methods_repeat(tmp_path):
+    from vlm_peft_bench.leaderboard.plots import _point_labels
+
+    results, zoo = tmp_path / "results", tmp_path / "zoo"
+    write_run(results / "base", "20260101_000000", accuracy=0.2, seed=1)
+    # the factory's adapter hashes repeat the name: names differ in their first characters
+    for k, (name, method) in enumerate((("all-lora__tiny__cv", "lora"), ("3D-lora__tiny__cv", "lora"),
+                                        ("prefix-16__tiny__cv", "prefix"))):
+        write_card(zoo, name, method, trainable=1000 * (k + 1))
+        write_run(results / name, f"2026010{k + 2}_000000", adapter=name, accuracy=0.3 + 0.1 * k, seed=k + 2)
+    doc = collect([results], zoo=zoo)
+    (group,) = doc["groups"]
+    points = [{"row": r} for r in doc["rows"]]
+    assert sorted(_point_labels(points, reported=False).values()) == ["3D-lora", "all-lora", "base", "prefix"]
+    assert "base (reported)" in _point_labels(points, reported=True).values()
+
+
 def test_cli_build_and_strict_refusal(tmp_path, capsys):
     results, zoo = standard_inputs(tmp_path)
     out = tmp_path / "out"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections import Counter
 
 import matplotlib
 from matplotlib import rc_context
@@ -58,8 +59,23 @@ def _marker(row: dict, reported: bool) -> str:
     return "D" if reported else "s" if is_derived(row) else "o"
 
 
+def _point_labels(points: list[dict], reported: bool) -> dict[str, str]:
+    """Each point's label: its method, or, where several points of the panel share a method, its adapter's name
+    (the card id before its `__base__task` suffix), so that five LoRA points are not five "lora"s."""
+    methods = Counter(p["row"]["method"] for p in points)
+    labels = {}
+    for p in points:
+        row = p["row"]
+        name = row["method"]
+        if methods[name] > 1 and row.get("adapter_id"):
+            name = row["adapter_id"].split("__")[0]
+        labels[row["id"]] = name + (" (reported)" if reported else "")
+    return labels
+
+
 def _scatter_panel(ax, group: dict, board: dict, rows: list[dict]) -> None:
     points = _points(group, rows)
+    labels = _point_labels(points, group["kind"] == "reported")
     reported = group["kind"] == "reported"
     floor = floor_of([p["x"] for p in points])
     for p in points:
@@ -72,7 +88,7 @@ def _scatter_panel(ax, group: dict, board: dict, rows: list[dict]) -> None:
         ax.scatter([p["px"]], [p["y"]], s=46 if p["pareto"] else 30, marker=_marker(p["row"], reported),
                    facecolors="none" if reported else c, edgecolors="black" if p["pareto"] else c,
                    linewidths=1.4 if p["pareto"] else 1.0, zorder=3)
-        ax.annotate(p["row"]["method"] + (" (reported)" if reported else ""), (p["px"], p["y"]),
+        ax.annotate(labels[p["row"]["id"]], (p["px"], p["y"]),
                     textcoords="offset points", xytext=(4, 4), fontsize=7, color=c)
     front = sorted((p for p in points if p["pareto"]), key=lambda p: (p["px"], p["y"]))
     if front:
