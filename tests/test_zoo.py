@@ -65,9 +65,11 @@ def check_reproduced(name: str, expected: dict, data: dict, answers: list, limit
     task = data["results"]
     [task_name] = list(task)
     recorded = json.loads((ANSWERS / f"{name}.json").read_text())["answers"]
-    same = sum(a == b for a, b in zip(answers, recorded)) / len(recorded)
+    # compared as the scorers read them: on another CPU a near-tie between the tokens " triangle" and "triangle"
+    # can go the other way with the same versions (seen for the in-context vector); the scores must still agree
+    same = sum(a.strip() == b.strip() for a, b in zip(answers, recorded)) / len(recorded)
     deltas = {m: abs(task[task_name][f"{m},none"] - v) for m, v in expected["scores"].items()}
-    print(f"{name}: {same:.2%} of {len(recorded)} answers identical to the card's stack; "
+    print(f"{name}: {same:.2%} of {len(recorded)} answers identical (surrounding whitespace aside) to the card's; "
           f"{expected['metric']} {task[task_name][expected['metric'] + ',none']:.4f} (card {expected['value']}); "
           f"largest score difference {max(deltas.values()):.4f} ({max(deltas, key=deltas.get)})")
     assert len(answers) == len(recorded)
